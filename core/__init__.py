@@ -1,0 +1,1 @@
+"""Model, losses, metrics, model_fn and the estimator-style runner."""

@@ -1,0 +1,1 @@
+"""Dataset registry, TFRecord builders and the tf.data input pipeline."""
