@@ -10,6 +10,13 @@ import pathlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+# Two logical CPU devices, so MirroredStrategy can be tested without GPUs.
+# This must happen before TensorFlow initialises its devices.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
@@ -21,3 +28,14 @@ def shared_fixtures() -> pathlib.Path:
   if not SHARED_FIXTURES.is_dir():
     pytest.skip(f"third-party fixtures not found at {SHARED_FIXTURES}")
   return SHARED_FIXTURES
+
+
+@pytest.fixture
+def tiny_model_config():
+  """A small but complete DeepLabv3+ (ASPP lite + decoder) for fast tests."""
+  from deeplab.core import config  # pylint: disable=g-import-not-at-top
+  return config.ModelConfig(
+      model_variant="mobilenet_v2", num_classes=3, output_stride=16,
+      decoder_output_stride=4, depth_multiplier=0.35, aspp_filters=16,
+      decoder_filters=16, low_level_filters=8, batch_norm_momentum=0.9)
+

@@ -1,0 +1,124 @@
+"""Flags shared by the apps, and their conversion into config dataclasses.
+
+Flag names follow official research/deeplab (`common.py`, `train.py`,
+`eval.py`, `export_model.py`) wherever a flag means the same thing. This is
+the only module that reads flag values; it turns them into
+`deeplab.core.config` dataclasses which the library takes as arguments.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from deeplab.core import config as config_lib
+from deeplab.datasets import data_descriptors
+
+FLAGS = flags.FLAGS
+
+# === Model flags (official common.py) ===
+
+flags.DEFINE_string("model_variant", "mobilenet_v2",
+                    "Backbone and head variant, from the model-variant "
+                    "registry (deeplab.core.model_variants).")
+flags.DEFINE_integer("output_stride", 16,
+                     "Input to backbone-output resolution ratio: 8, 16 or 32.")
+flags.DEFINE_multi_integer("atrous_rates", None,
+                           "Atrous rates of ASPP, repeated: --atrous_rates=6 "
+                           "--atrous_rates=12 --atrous_rates=18 at OS16. None "
+                           "gives ASPP lite (1x1 and image pooling).")
+flags.DEFINE_integer("decoder_output_stride", None,
+                     "Stride of the low-level feature fused by the DeepLabv3+ "
+                     "decoder (4 in the paper). None disables the decoder.")
+flags.DEFINE_float("depth_multiplier", 1.0, "MobileNet width multiplier.")
+flags.DEFINE_boolean("aspp_with_separable_conv", True,
+                     "Use separable convolutions in ASPP.")
+flags.DEFINE_boolean("decoder_use_separable_conv", True,
+                     "Use separable convolutions in the decoder.")
+flags.DEFINE_boolean("add_image_level_feature", True,
+                     "Add the image-pooling branch to ASPP.")
+flags.DEFINE_float("batch_norm_decay", 0.9997,
+                   "BatchNorm moving-average decay (official 0.9997; about "
+                   "0.9 suits short runs from scratch).")
+flags.DEFINE_float("weight_decay", 4e-5, "L2 weight decay on conv kernels.")
+flags.DEFINE_integer("num_classes", None,
+                     "Number of classes; defaults to the dataset's.")
+
+# === Data flags ===
+
+flags.DEFINE_string("dataset", "pascal_voc_seg",
+                    "Dataset name in the registry (deeplab.datasets."
+                    "data_descriptors).")
+flags.DEFINE_string("dataset_dir", None,
+                    "Folder with the {split}-*-of-*.tfrecord shards.")
+flags.DEFINE_integer("min_resize_value", None,
+                     "Resize so the short side is at least this.")
+flags.DEFINE_integer("max_resize_value", None,
+                     "Resize so the long side is at most this.")
+
+
+def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
+  """Builds the `ModelConfig` from the model flags.
+
+  Args:
+    num_classes: The dataset's number of classes, used unless --num_classes
+      is set.
+  """
+  return config_lib.ModelConfig(
+      model_variant=FLAGS.model_variant,
+      num_classes=FLAGS.num_classes or num_classes,
+      output_stride=FLAGS.output_stride,
+      atrous_rates=tuple(FLAGS.atrous_rates or ()),
+      decoder_output_stride=FLAGS.decoder_output_stride,
+      depth_multiplier=FLAGS.depth_multiplier,
+      aspp_with_separable_conv=FLAGS.aspp_with_separable_conv,
+      decoder_use_separable_conv=FLAGS.decoder_use_separable_conv,
+      add_image_level_feature=FLAGS.add_image_level_feature,
+      batch_norm_momentum=FLAGS.batch_norm_decay,
+      weight_decay=FLAGS.weight_decay,
+  )
+
+
+def crop_size_from_flag(value, flag_name: str):
+  """Parses a `H,W` crop-size flag into a (height, width) tuple."""
+  size = config_lib.parse_int_list(value, flag_name)
+  if len(size) != 2 or min(size) <= 0:
+    raise ValueError(
+        f"--{flag_name} expects two positive integers 'height,width', got "
+        f"{value!r}.")
+  return size
+
+
+def dataset_descriptor_from_flags():
+  """The registry entry named by --dataset (raises naming unknown names)."""
+  return data_descriptors.get_dataset_descriptor(FLAGS.dataset)
+
+
+def require_flag(name: str):
+  """Raises a clear error when a required path flag is empty."""
+  if not getattr(FLAGS, name):
+    raise flags.ValidationError(f"--{name} is required.")
+
+
+# Errors that mean "the user's input is wrong": reported as one clear line,
+# without a traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError,
+               NotADirectoryError, flags.ValidationError)
+
+
+def run_app(main):
+  """Runs an absl `main`, turning user-input errors into a one-line message.
+
+  Args:
+    main: The app's `main(argv)`.
+  """
+
+  def checked_main(argv):
+    try:
+      return main(argv)
+    except USER_ERRORS as error:
+      logging.error("%s", error)
+      sys.exit(f"ERROR: {error}")
+
+  app.run(checked_main)

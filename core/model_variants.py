@@ -1,0 +1,125 @@
+"""Registry of model variants (`--model_variant`), as official DeepLab's
+`feature_extractor` tables (`networks_map`, `_PREPROCESS_FN`,
+`networks_to_feature_maps`) gathered in one record per variant.
+
+Adding a backbone means writing its builder module and one
+`register_model_variant(...)` call at the bottom of this file.
+"""
+
+import dataclasses
+from typing import Callable, Dict, Mapping, Tuple
+
+import keras
+
+from deeplab.core import config as config_lib
+from deeplab.core import layers as deeplab_layers
+from deeplab.core import mobilenet_v2
+
+# builder(preprocessed_images, model_config) -> endpoints. The endpoints must
+# hold "final" (the feature ASPP consumes, at config.output_stride) and every
+# name listed in the variant's `decoder_endpoints`.
+BackboneBuilder = Callable[[keras.KerasTensor, config_lib.ModelConfig],
+                           Dict[str, keras.KerasTensor]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVariant:
+  """Everything that differs between backbones.
+
+  Attributes:
+    name: The `--model_variant` value.
+    backbone_builder: Adds the backbone to a functional graph; see
+      `BackboneBuilder`.
+    preprocessing: `zero_mean_unit_range` (x / 127.5 - 1) or
+      `imagenet_mean` (x - ImageNet mean RGB); applied inside the model.
+    decoder_endpoints: decoder_output_stride -> name of the low-level
+      endpoint the v3+ decoder fuses (official `DECODER_END_POINTS`).
+    default_atrous_rates: ASPP rates the official configs use with this
+      variant at output stride 16 (empty: ASPP lite); double them at 8.
+  """
+
+  name: str
+  backbone_builder: BackboneBuilder
+  preprocessing: str = "zero_mean_unit_range"
+  decoder_endpoints: Mapping[int, str] = dataclasses.field(
+      default_factory=dict)
+  default_atrous_rates: Tuple[int, ...] = ()
+
+  def __post_init__(self):
+    if self.preprocessing not in deeplab_layers.PREPROCESSING_MODES:
+      raise ValueError(
+          f"Model variant {self.name!r}: unknown preprocessing "
+          f"{self.preprocessing!r}; known: "
+          f"{list(deeplab_layers.PREPROCESSING_MODES)}.")
+
+  @property
+  def mean_pixel(self) -> Tuple[float, float, float]:
+    """The pixel value that preprocessing maps to 0: pad images with it.
+
+    Official `feature_extractor.mean_pixel`.
+    """
+    if self.preprocessing == "imagenet_mean":
+      return deeplab_layers.IMAGENET_MEAN_RGB
+    return (127.5, 127.5, 127.5)
+
+
+_REGISTRY: Dict[str, ModelVariant] = {}
+
+
+def register_model_variant(variant: ModelVariant) -> ModelVariant:
+  """Adds `variant` to the registry.
+
+  Raises:
+    ValueError: if a variant of that name is already registered.
+  """
+  if variant.name in _REGISTRY:
+    raise ValueError(f"Model variant {variant.name!r} is already registered.")
+  _REGISTRY[variant.name] = variant
+  return variant
+
+
+def get_model_variant(name: str) -> ModelVariant:
+  """Returns the registered variant called `name`.
+
+  Raises:
+    ValueError: naming the unknown `--model_variant` and the known ones.
+  """
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise ValueError(
+        f"Unknown --model_variant {name!r}; known variants: "
+        f"{', '.join(known_model_variants())}.") from None
+
+
+def known_model_variants() -> Tuple[str, ...]:
+  """Names of all registered variants, sorted."""
+  return tuple(sorted(_REGISTRY))
+
+
+# === Builders: adapt ModelConfig to each backbone's arguments ===
+
+
+def _build_mobilenet_v2(images, config: config_lib.ModelConfig):
+  return mobilenet_v2.build_mobilenet_v2(
+      images,
+      output_stride=config.output_stride,
+      depth_multiplier=config.depth_multiplier,
+      batch_norm_momentum=config.batch_norm_momentum,
+      batch_norm_epsilon=config.batch_norm_epsilon,
+      weight_decay=config.weight_decay,
+      sync_batch_norm=config.sync_batch_norm)
+
+
+# === Registry ===
+
+register_model_variant(ModelVariant(
+    name="mobilenet_v2",
+    backbone_builder=_build_mobilenet_v2,
+    preprocessing="zero_mean_unit_range",
+    decoder_endpoints={
+        4: "layer_4/depthwise_output",
+        8: "layer_7/depthwise_output",
+        16: "layer_14/depthwise_output",
+    },
+    default_atrous_rates=()))

@@ -1,0 +1,426 @@
+"""An estimator-style runner: train, evaluate, train_and_evaluate, export.
+
+`tf.estimator` is gone since TF 2.16. This runner keeps its contract: the
+caller gives an `input_fn` and a `model_fn(features, labels, mode, params)`,
+and the runner owns the loop, the `tf.distribute` strategy, resumable
+checkpoints in `model_dir` and the TensorBoard summaries.
+
+Example:
+
+  runner = Runner(model_fn.model_fn, build_model, model_dir="/tmp/run",
+                  num_classes=21, ignore_label=255,
+                  build_optimizer=lambda: keras.optimizers.SGD(0.01))
+  runner.train(train_input_fn, max_steps=1000)
+  metrics = runner.evaluate(eval_input_fn)
+"""
+
+import dataclasses
+import os
+import re
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab.core import exporter
+from deeplab.core import layers as deeplab_layers
+from deeplab.core import metrics as metrics_lib
+from deeplab.core.model_fn import ModeKeys
+from deeplab.core.model_fn import ModelFnParams
+
+_CHECKPOINT_NAME = re.compile(r"ckpt-(\d+)$")
+
+
+@dataclasses.dataclass
+class RunConfig:
+  """How often the runner logs, summarises and checkpoints.
+
+  Attributes:
+    save_interval_steps: Save a checkpoint every this many steps.
+    save_interval_secs: Save at least this often, in seconds.
+    max_to_keep: Checkpoints kept in `model_dir`.
+    log_steps: Log and write scalar summaries every this many steps.
+    image_summary_steps: Write image summaries every this many steps (0: off).
+    num_summary_images: Images per image summary.
+  """
+
+  save_interval_steps: int = 500
+  save_interval_secs: float = 600.0
+  max_to_keep: int = 5
+  log_steps: int = 50
+  image_summary_steps: int = 500
+  num_summary_images: int = 3
+
+
+def step_of_checkpoint(path: str) -> int:
+  """The global step a checkpoint was saved at, from its `ckpt-N` name."""
+  match = _CHECKPOINT_NAME.search(path)
+  return int(match.group(1)) if match else 0
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(max(0, seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, seconds = divmod(rest, 60)
+  return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else (
+      f"{minutes}:{seconds:02d}")
+
+
+def colorize(labels: tf.Tensor, colormap: np.ndarray) -> tf.Tensor:
+  """Colours integer label maps [B, H, W] with a colormap, as uint8 RGB."""
+  palette = np.zeros((256, 3), np.uint8)
+  palette[:len(colormap)] = np.asarray(colormap)[:256]
+  indices = tf.clip_by_value(tf.cast(labels, tf.int32), 0, 255)
+  return tf.gather(tf.constant(palette), indices)
+
+
+class Runner:
+  """Trains, evaluates and exports one model under a `tf.distribute` strategy.
+
+  Args:
+    model_fn: `model_fn(features, labels, mode, params) -> ModelSpec`.
+    build_model: Returns a new Keras model; called under the strategy scope.
+    model_dir: Checkpoints and training summaries go here (the official
+      `train_logdir`). Training resumes from the latest checkpoint in it.
+    num_classes: Number of classes.
+    ignore_label: Label value that is neither trained on nor scored.
+    build_optimizer: Returns the optimizer (needed for training).
+    strategy: A `tf.distribute.Strategy`; the default strategy when None.
+    run_config: A `RunConfig`.
+    colormap: [N, 3] uint8 colours for image summaries.
+    label_weights: Optional per-class loss weights.
+    top_k_percent_pixels: Hard-pixel mining fraction.
+    freeze_batch_norm: Keep BatchNorm statistics and parameters fixed
+      (official `fine_tune_batch_norm=False`).
+    init_fn: Optional `init_fn(model)` run once when training starts from
+      scratch (no checkpoint in `model_dir`), e.g. to load initial weights.
+  """
+
+  def __init__(self,
+               model_fn: Callable,
+               build_model: Callable[[], keras.Model],
+               model_dir: str,
+               num_classes: int,
+               ignore_label: int,
+               build_optimizer: Optional[Callable[[], keras.optimizers.Optimizer]] = None,
+               strategy: Optional[tf.distribute.Strategy] = None,
+               run_config: Optional[RunConfig] = None,
+               colormap: Optional[np.ndarray] = None,
+               label_weights: Optional[Sequence[float]] = None,
+               top_k_percent_pixels: float = 1.0,
+               freeze_batch_norm: bool = False,
+               init_fn: Optional[Callable[[keras.Model], None]] = None):
+    if not model_dir:
+      raise ValueError("The runner needs a model_dir (--train_logdir).")
+    self.model_fn = model_fn
+    self.model_dir = model_dir
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.run_config = run_config or RunConfig()
+    self.colormap = colormap if colormap is not None else np.zeros((1, 3))
+    self._build_model = build_model
+    self._build_optimizer = build_optimizer
+    self._init_fn = init_fn
+    self._freeze_batch_norm = freeze_batch_norm
+    self._params = ModelFnParams(
+        model=None, num_classes=num_classes, ignore_label=ignore_label,
+        label_weights=label_weights, top_k_percent_pixels=top_k_percent_pixels)
+    self._checkpoint = None
+    self._manager = None
+
+  # === Model, optimizer and checkpoints ===
+
+  @property
+  def model(self) -> keras.Model:
+    """The Keras model, built on first use under the strategy scope."""
+    if self._params.model is None:
+      with self.strategy.scope():
+        model = self._build_model()
+        if self._freeze_batch_norm:
+          deeplab_layers.freeze_batch_norm(model)
+      self._params.model = model
+    return self._params.model
+
+  def _ensure_optimizer(self) -> keras.optimizers.Optimizer:
+    if self._params.optimizer is None:
+      if self._build_optimizer is None:
+        raise ValueError("Training needs build_optimizer.")
+      model = self.model
+      with self.strategy.scope():
+        optimizer = self._build_optimizer()
+        # Build the slots now so that a restore fills them immediately.
+        optimizer.build(model.trainable_variables)
+      self._params.optimizer = optimizer
+    return self._params.optimizer
+
+  def _checkpoint_manager(self) -> tf.train.CheckpointManager:
+    if self._manager is None:
+      optimizer = self._ensure_optimizer()
+      self._checkpoint = tf.train.Checkpoint(model=self.model,
+                                             optimizer=optimizer)
+      self._manager = tf.train.CheckpointManager(
+          self._checkpoint, self.model_dir,
+          max_to_keep=self.run_config.max_to_keep,
+          step_counter=optimizer.iterations)
+    return self._manager
+
+  @property
+  def global_step(self) -> int:
+    """The number of optimizer steps taken so far."""
+    return int(self._ensure_optimizer().iterations.numpy())
+
+  def latest_checkpoint(self) -> Optional[str]:
+    """The newest checkpoint in `model_dir`, or None."""
+    return tf.train.latest_checkpoint(self.model_dir)
+
+  def _save(self) -> str:
+    path = self._checkpoint_manager().save(checkpoint_number=self.global_step)
+    logging.info("Saved checkpoint %s", path)
+    return path
+
+  def restore_model(self, checkpoint_path: Optional[str] = None) -> str:
+    """Loads model weights (no optimizer state) for evaluation or export.
+
+    Args:
+      checkpoint_path: A checkpoint prefix, or a folder whose latest
+        checkpoint is used; `model_dir` when None.
+
+    Returns:
+      The checkpoint prefix that was loaded.
+
+    Raises:
+      FileNotFoundError: naming the folder, when it holds no checkpoint.
+    """
+    path = checkpoint_path or self.model_dir
+    if tf.io.gfile.isdir(path):
+      latest = tf.train.latest_checkpoint(path)
+      if latest is None:
+        raise FileNotFoundError(
+            f"No checkpoint found in {path!r}: train first, or pass "
+            "--checkpoint_dir / --checkpoint_path of a trained model.")
+      path = latest
+    elif not tf.io.gfile.exists(path + ".index"):
+      raise FileNotFoundError(
+          f"Checkpoint {path!r} does not exist (no {path}.index).")
+    tf.train.Checkpoint(model=self.model).restore(path).expect_partial()
+    return path
+
+  # === Training ===
+
+  def _distributed_dataset(self, input_fn):
+    return self.strategy.distribute_datasets_from_function(input_fn)
+
+  def _make_train_step(self):
+    params = self._params
+    model_fn = self.model_fn
+
+    def step_fn(features, labels):
+      spec = model_fn(features, labels, ModeKeys.TRAIN, params)
+      return spec.loss, spec.data_loss
+
+    @tf.function
+    def train_step(iterator):
+      features, labels = next(iterator)
+      loss, data_loss = self.strategy.run(step_fn, args=(features, labels))
+      mean = tf.distribute.ReduceOp.MEAN
+      return (self.strategy.reduce(mean, loss, axis=None),
+              self.strategy.reduce(mean, data_loss, axis=None))
+
+    return train_step
+
+  def train(self, input_fn: Callable, max_steps: int) -> int:
+    """Trains until the global step reaches `max_steps`.
+
+    Resumes from the latest checkpoint in `model_dir`; when that checkpoint
+    is already at `max_steps`, returns without training. A run killed at
+    any point loses at most the steps since its last checkpoint.
+
+    Args:
+      input_fn: `input_fn(input_context) -> tf.data.Dataset` of
+        `(features, labels)` with the per-replica batch size.
+      max_steps: The global step to stop at.
+
+    Returns:
+      The global step reached.
+
+    Raises:
+      FloatingPointError: naming the step, when the loss is not finite. The
+        last good checkpoint is kept.
+    """
+    manager = self._checkpoint_manager()
+    optimizer = self._params.optimizer
+    if manager.latest_checkpoint:
+      self._checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
+                   self.global_step)
+    elif self._init_fn is not None:
+      self._init_fn(self.model)
+    start_step = self.global_step
+    if start_step >= max_steps:
+      logging.info("Step %d already reached max_steps %d; nothing to train.",
+                   start_step, max_steps)
+      return start_step
+
+    iterator = iter(self._distributed_dataset(input_fn))
+    train_step = self._make_train_step()
+    writer = tf.summary.create_file_writer(self.model_dir)
+    config = self.run_config
+    last_save_time = time.time()
+    window_start, window_step = time.time(), start_step
+    step = start_step
+    with writer.as_default():
+      while step < max_steps:
+        loss, data_loss = train_step(iterator)
+        step = self.global_step
+        loss_value = float(loss)
+        if not np.isfinite(loss_value):
+          raise FloatingPointError(
+              f"Loss became {loss_value} at step {step}; stopping. The last "
+              f"good checkpoint is {manager.latest_checkpoint}.")
+        if step % config.log_steps == 0 or step == max_steps:
+          now = time.time()
+          rate = (step - window_step) / max(now - window_start, 1e-9)
+          learning_rate = float(optimizer.learning_rate)
+          logging.info(
+              "step %d/%d  loss %.4f  (cross-entropy %.4f)  lr %.3g  "
+              "%.2f steps/s  ETA %s", step, max_steps, loss_value,
+              float(data_loss), learning_rate, rate,
+              _format_duration((max_steps - step) / max(rate, 1e-9)))
+          tf.summary.scalar("loss/total", loss_value, step=step)
+          tf.summary.scalar("loss/cross_entropy", data_loss, step=step)
+          tf.summary.scalar("learning_rate", learning_rate, step=step)
+          tf.summary.scalar("steps_per_sec", rate, step=step)
+          window_start, window_step = now, step
+        if config.image_summary_steps and step % config.image_summary_steps == 0:
+          self._write_image_summaries(iterator, step)
+        if (step % config.save_interval_steps == 0 or
+            time.time() - last_save_time > config.save_interval_secs):
+          self._save()
+          last_save_time = time.time()
+    if manager.latest_checkpoint != os.path.join(self.model_dir,
+                                                 f"ckpt-{step}"):
+      self._save()
+    writer.flush()
+    return step
+
+  def _write_image_summaries(self, iterator, step: int):
+    """Input, coloured ground truth and coloured prediction of a few images."""
+    features, labels = next(iterator)
+    images = self.strategy.experimental_local_results(features["image"])[0]
+    labels = self.strategy.experimental_local_results(labels)[0]
+    count = self.run_config.num_summary_images
+    images, labels = images[:count], labels[:count]
+    predictions = tf.argmax(self.model(images, training=False), axis=-1)
+    tf.summary.image("image", tf.cast(images, tf.uint8), step=step,
+                     max_outputs=count)
+    tf.summary.image("label", colorize(labels, self.colormap), step=step,
+                     max_outputs=count)
+    tf.summary.image("prediction", colorize(predictions, self.colormap),
+                     step=step, max_outputs=count)
+
+  # === Evaluation ===
+
+  def _make_eval_step(self):
+    params = self._params
+    model_fn = self.model_fn
+
+    def step_fn(features, labels):
+      spec = model_fn(features, labels, ModeKeys.EVAL, params)
+      return (spec.metric_updates["confusion_matrix"],
+              tf.shape(labels, out_type=tf.int64)[0])
+
+    @tf.function
+    def eval_step(features, labels):
+      confusion, count = self.strategy.run(step_fn, args=(features, labels))
+      total = tf.distribute.ReduceOp.SUM
+      return (self.strategy.reduce(total, confusion, axis=None),
+              self.strategy.reduce(total, count, axis=None))
+
+    return eval_step
+
+  def evaluate(self,
+               input_fn: Callable,
+               checkpoint_path: Optional[str] = None,
+               eval_dir: Optional[str] = None) -> Dict[str, object]:
+    """Scores one checkpoint on one pass over the eval data.
+
+    Args:
+      input_fn: Eval `input_fn` (one pass, padded to the eval crop size).
+      checkpoint_path: Checkpoint prefix or folder; `model_dir` when None.
+      eval_dir: Where to write eval summaries (skipped when None).
+
+    Returns:
+      The metrics of `metrics_from_confusion_matrix`, plus `num_images`,
+      `global_step`, `checkpoint_path` and `confusion_matrix`.
+    """
+    path = self.restore_model(checkpoint_path)
+    step = step_of_checkpoint(path)
+    eval_step = self._make_eval_step()
+    num_classes = self._params.num_classes
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    num_images = 0
+    first_batch = None
+    start = time.time()
+    for features, labels in self._distributed_dataset(input_fn):
+      batch_confusion, count = eval_step(features, labels)
+      confusion += batch_confusion.numpy()
+      num_images += int(count)
+      if first_batch is None:
+        first_batch = (features, labels)
+    if num_images == 0:
+      raise ValueError("The eval split yielded no images.")
+    results = metrics_lib.metrics_from_confusion_matrix(confusion)
+    results.update(num_images=num_images, global_step=step,
+                   checkpoint_path=path, confusion_matrix=confusion.tolist())
+    logging.info("Evaluated %s on %d images in %.1fs: mIoU %.4f, pixel "
+                 "accuracy %.4f", path, num_images, time.time() - start,
+                 results["miou"], results["pixel_accuracy"])
+    if eval_dir:
+      self._write_eval_summaries(eval_dir, results, first_batch, step)
+    return results
+
+  def _write_eval_summaries(self, eval_dir, results, first_batch, step):
+    writer = tf.summary.create_file_writer(eval_dir)
+    with writer.as_default():
+      tf.summary.scalar("miou", results["miou"], step=step)
+      tf.summary.scalar("pixel_accuracy", results["pixel_accuracy"], step=step)
+      for class_id, iou in enumerate(results["per_class_iou"]):
+        if iou is not None:
+          tf.summary.scalar(f"class_iou/{class_id}", iou, step=step)
+      iterator = iter([first_batch])
+      self._write_image_summaries(iterator, step)
+    writer.flush()
+
+  def train_and_evaluate(self, train_input_fn: Callable,
+                         eval_input_fn: Callable, max_steps: int,
+                         eval_every_steps: int,
+                         eval_dir: Optional[str] = None) -> Dict[str, object]:
+    """Alternates training for `eval_every_steps` and evaluating.
+
+    Returns:
+      The metrics of the last evaluation.
+    """
+    results = {}
+    step = self.global_step if self.latest_checkpoint() is None else (
+        step_of_checkpoint(self.latest_checkpoint()))
+    while True:
+      target = min(max_steps, (step // eval_every_steps + 1) * eval_every_steps)
+      step = self.train(train_input_fn, target)
+      results = self.evaluate(eval_input_fn, eval_dir=eval_dir)
+      if step >= max_steps:
+        return results
+
+  # === Export ===
+
+  def export(self, export_path: str, checkpoint_path: Optional[str] = None,
+             version: Optional[int] = None) -> str:
+    """Writes a TF Serving SavedModel `export_path/<version>/`.
+
+    Returns:
+      The folder of the new version.
+    """
+    self.restore_model(checkpoint_path)
+    return exporter.export_saved_model(self.model, export_path,
+                                       version=version)
