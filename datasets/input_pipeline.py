@@ -1,0 +1,150 @@
+"""The tf.data input pipeline: TFRecord shards -> preprocessed batches.
+
+`make_dataset(config)` yields `(features, labels)`:
+
+  features["image"]     float32 [B, crop_h, crop_w, 3], values in [0, 255],
+                        padding 127.5 (the model scales it to [-1, 1])
+  features["height"]    int32 [B], the original image height
+  features["width"]     int32 [B], the original image width
+  features["filename"]  string [B], the example key
+  labels                int32 [B, crop_h, crop_w], the descriptor's ignore
+                        label where padded
+
+Training shuffles, repeats forever and drops the last partial batch (the
+batch dimension is static). Evaluation reads the shards once, in file order,
+and keeps the last partial batch.
+
+Example:
+  config = DataConfig(dataset="demo", dataset_dir="/data/demo/tfrecord",
+                      split="train", batch_size=16, crop_size=(128, 128))
+  dataset = make_dataset(config)
+"""
+
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from deeplab.core.config import DataConfig
+from deeplab.datasets import data_descriptors
+from deeplab.datasets import preprocess
+from deeplab.datasets import tfrecord_io
+
+# Shards read concurrently while training.
+_CYCLE_LENGTH = 4
+
+
+def _shard_for_pipeline(files, input_context):
+  """Splits the input across pipelines: by file when there are enough files,
+  else by example (returns (files_dataset, shard_examples))."""
+  files_ds = tf.data.Dataset.from_tensor_slices(files)
+  if input_context is None or input_context.num_input_pipelines <= 1:
+    return files_ds, False
+  if len(files) >= input_context.num_input_pipelines:
+    return files_ds.shard(input_context.num_input_pipelines,
+                          input_context.input_pipeline_id), False
+  return files_ds, True
+
+
+def make_dataset(
+    config: DataConfig,
+    input_context: Optional[tf.distribute.InputContext] = None
+) -> tf.data.Dataset:
+  """Builds the input pipeline described by `config`.
+
+  Args:
+    config: What to read (`dataset`, `dataset_dir`, `split`) and how to
+      preprocess and batch it.
+    input_context: Given by `strategy.distribute_datasets_from_function`;
+      the dataset is then this pipeline's share, batched per replica.
+
+  Returns:
+    A tf.data.Dataset of (features, labels), see the module docstring.
+
+  Raises:
+    ValueError: for an unknown dataset (naming the known ones) or a bad
+      config.
+    FileNotFoundError: if the dataset folder or the split's shards are
+      missing (naming them).
+  """
+  descriptor = data_descriptors.get_dataset_descriptor(config.dataset)
+  ignore_label = descriptor.ignore_label
+  files = tfrecord_io.list_shards(config.dataset_dir, config.split)
+  crop_height, crop_width = (int(s) for s in config.crop_size)
+  batch_size = config.batch_size
+  if input_context is not None:
+    batch_size = input_context.get_per_replica_batch_size(config.batch_size)
+  training = config.is_training
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  seed = config.seed + 1000 * pipeline_id if config.deterministic else None
+
+  files_ds, shard_examples = _shard_for_pipeline(files, input_context)
+  if training:
+    files_ds = files_ds.shuffle(len(files), seed=seed)
+    dataset = files_ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), _CYCLE_LENGTH),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic)
+  else:
+    # One file after another: the list order of the builder.
+    dataset = files_ds.flat_map(tf.data.TFRecordDataset)
+  if shard_examples:
+    dataset = dataset.shard(input_context.num_input_pipelines,
+                            input_context.input_pipeline_id)
+
+  dataset = dataset.map(tfrecord_io.parse_example,
+                        num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=config.deterministic or not training)
+  if config.cache:
+    dataset = dataset.cache()
+  if training:
+    dataset = dataset.shuffle(config.shuffle_buffer, seed=seed,
+                              reshuffle_each_iteration=True)
+    dataset = dataset.repeat()
+    # One stateless seed per example makes augmentation reproducible under
+    # parallel map when `deterministic`; random otherwise.
+    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+    dataset = tf.data.Dataset.zip((dataset, seeds))
+
+  def _prepare(example, example_seed=None):
+    image, label = preprocess.preprocess_image_and_label(
+        example["image"], example["label"],
+        crop_height=crop_height, crop_width=crop_width,
+        min_resize_value=config.min_resize_value,
+        max_resize_value=config.max_resize_value,
+        min_scale_factor=config.min_scale_factor,
+        max_scale_factor=config.max_scale_factor,
+        scale_factor_step_size=config.scale_factor_step_size,
+        ignore_label=ignore_label,
+        is_training=training,
+        flip=config.flip,
+        seed=example_seed,
+        image_name=example["filename"])
+    features = {
+        "image": image,
+        "height": example["height"],
+        "width": example["width"],
+        "filename": example["filename"],
+    }
+    return features, tf.squeeze(label, axis=-1)
+
+  dataset = dataset.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=config.deterministic or not training)
+  dataset = dataset.batch(batch_size, drop_remainder=training)
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = config.deterministic or not training
+  dataset = dataset.with_options(options)
+  return dataset
+
+
+def make_input_fn(
+    config: DataConfig
+) -> Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]:
+  """Returns `input_fn(input_context)` for
+  `strategy.distribute_datasets_from_function`."""
+
+  def input_fn(input_context: Optional[tf.distribute.InputContext] = None):
+    return make_dataset(config, input_context)
+
+  return input_fn

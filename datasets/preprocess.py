@@ -1,0 +1,200 @@
+"""Image and label preprocessing, as official DeepLab's input_preprocess.
+
+Training:
+  1. cast the image to float32; optionally resize it to a size range (the
+     label with nearest neighbour);
+  2. scale randomly in [min_scale_factor, max_scale_factor], on a grid of
+     `scale_factor_step_size` (label: nearest neighbour);
+  3. pad to at least the crop size at the bottom and right: the image with
+     the mean pixel 127.5, the label with the ignore label;
+  4. take a random crop, the same window for image and label (they are
+     concatenated into one tensor and cropped once);
+  5. flip left-right with probability 0.5, both together.
+
+Evaluation only resizes (if asked) and pads to the crop size, so the eval
+crop must be at least as large as every image; a larger image fails with a
+clear error.
+
+All randomness is stateless, drawn from an optional `seed` [2], so that a
+pipeline that passes per-example seeds is reproducible however it is
+parallelised.
+"""
+
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+# The mean pixel; it becomes 0 after scaling the image to [-1, 1].
+MEAN_PIXEL = 127.5
+
+
+def get_random_scale(min_scale_factor: float, max_scale_factor: float,
+                     step_size: float, seed: tf.Tensor) -> tf.Tensor:
+  """Draws a scale factor.
+
+  Args:
+    min_scale_factor: Smallest scale.
+    max_scale_factor: Largest scale.
+    step_size: Scales are drawn uniformly from min, min + step, ..., max;
+      0 draws from the continuous range.
+    seed: int [2] seed of the stateless draw.
+
+  Returns:
+    A float32 scalar.
+
+  Raises:
+    ValueError: if the range is invalid.
+  """
+  if min_scale_factor <= 0 or min_scale_factor > max_scale_factor:
+    raise ValueError(
+        f"Scale range [{min_scale_factor}, {max_scale_factor}] is invalid "
+        "(--min_scale_factor must be > 0 and <= --max_scale_factor).")
+  if min_scale_factor == max_scale_factor:
+    return tf.constant(min_scale_factor, tf.float32)
+  if step_size == 0:
+    return tf.random.stateless_uniform(
+        [], seed, minval=min_scale_factor, maxval=max_scale_factor)
+  num_steps = int(round((max_scale_factor - min_scale_factor) / step_size)) + 1
+  index = tf.random.stateless_uniform([], seed, minval=0, maxval=num_steps,
+                                      dtype=tf.int32)
+  scale = min_scale_factor + tf.cast(index, tf.float32) * step_size
+  return tf.minimum(scale, max_scale_factor)
+
+
+def _resize(image: tf.Tensor, label: Optional[tf.Tensor],
+            size: tf.Tensor) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  """Resizes image (bilinear) and label (nearest neighbour) to `size`."""
+  image = tf.image.resize(image, size, method="bilinear")
+  if label is not None:
+    label = tf.image.resize(label, size, method="nearest")
+  return image, label
+
+
+def resize_to_range(image: tf.Tensor, label: Optional[tf.Tensor],
+                    min_size: Optional[int],
+                    max_size: Optional[int]):
+  """Resizes so the short side is `min_size`, unless the long side would
+  then exceed `max_size`, in which case the long side becomes `max_size`.
+
+  With only `max_size`, images larger than it are shrunk and others kept.
+
+  Args:
+    image: float32 [H, W, 3].
+    label: int32 [H, W, 1] or None.
+    min_size: Target of the short side, or None.
+    max_size: Bound of the long side, or None.
+
+  Returns:
+    (image, label) resized.
+  """
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  short_side, long_side = tf.reduce_min(shape), tf.reduce_max(shape)
+  if min_size:
+    scale = float(min_size) / short_side
+    if max_size:
+      scale = tf.minimum(scale, float(max_size) / long_side)
+  else:
+    scale = tf.minimum(1.0, float(max_size) / long_side)
+  size = tf.cast(tf.floor(shape * scale), tf.int32)
+  size = tf.maximum(size, 1)
+  return _resize(image, label, size)
+
+
+def preprocess_image_and_label(image: tf.Tensor,
+                               label: Optional[tf.Tensor],
+                               crop_height: int,
+                               crop_width: int,
+                               min_resize_value: Optional[int] = None,
+                               max_resize_value: Optional[int] = None,
+                               min_scale_factor: float = 1.,
+                               max_scale_factor: float = 1.,
+                               scale_factor_step_size: float = 0,
+                               ignore_label: int = 255,
+                               is_training: bool = True,
+                               flip: bool = True,
+                               seed: Optional[tf.Tensor] = None,
+                               image_name: Optional[tf.Tensor] = None):
+  """Preprocesses one image and its label (see the module docstring).
+
+  Args:
+    image: uint8 or float [H, W, 3].
+    label: Integer [H, W, 1] class ids, or None (inference).
+    crop_height: Height of the training crop / eval canvas.
+    crop_width: Width of the training crop / eval canvas.
+    min_resize_value: Optional: resize so the short side is this.
+    max_resize_value: Optional: bound of the long side after resizing.
+    min_scale_factor: Smallest random scale (training).
+    max_scale_factor: Largest random scale (training).
+    scale_factor_step_size: Grid of random scales; 0 for continuous.
+    ignore_label: Label value of padded pixels.
+    is_training: Random scale, crop and flip; otherwise only pad.
+    flip: Random left-right flip (training).
+    seed: Optional int32/int64 [2] seed for the random ops; None draws one.
+    image_name: Optional string scalar naming the image in errors.
+
+  Returns:
+    (image float32 [crop_height, crop_width, 3] in [0, 255] with padding
+    127.5, label int32 [crop_height, crop_width, 1] padded with
+    `ignore_label`, or None).
+
+  Raises:
+    tf.errors.InvalidArgumentError: at run time in evaluation, if the
+      (resized) image is larger than the crop.
+  """
+  image = tf.cast(image, tf.float32)
+  if label is not None:
+    label = tf.cast(label, tf.int32)
+  if min_resize_value or max_resize_value:
+    image, label = resize_to_range(image, label, min_resize_value,
+                                   max_resize_value)
+
+  if is_training:
+    if seed is None:
+      seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    scale_seed, crop_seed, flip_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, num=3))
+    scale = get_random_scale(min_scale_factor, max_scale_factor,
+                             scale_factor_step_size, scale_seed)
+    if not (min_scale_factor == max_scale_factor == 1.0):
+      size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale,
+                     tf.int32)
+      image, label = _resize(image, label, tf.maximum(size, 1))
+
+  shape = tf.shape(image)
+  height, width = shape[0], shape[1]
+  if not is_training:
+    name = image_name if image_name is not None else tf.constant("")
+    check = tf.debugging.Assert(
+        tf.logical_and(height <= crop_height, width <= crop_width),
+        [f"Evaluation only pads: every image must fit in the eval crop_size "
+         f"{crop_height}x{crop_width} (height x width); raise crop_size. "
+         "Image, height, width:", name, height, width])
+    with tf.control_dependencies([check]):
+      image = tf.identity(image)
+
+  pad_height = tf.maximum(crop_height - height, 0)
+  pad_width = tf.maximum(crop_width - width, 0)
+  paddings = [[0, pad_height], [0, pad_width], [0, 0]]
+  image = tf.pad(image, paddings, constant_values=MEAN_PIXEL)
+  if label is not None:
+    label = tf.pad(label, paddings, constant_values=ignore_label)
+
+  if is_training:
+    # One tensor, one crop window and one flip for image and label.
+    if label is not None:
+      stacked = tf.concat([image, tf.cast(label, tf.float32)], axis=-1)
+    else:
+      stacked = image
+    channels = 4 if label is not None else 3
+    stacked = tf.image.stateless_random_crop(
+        stacked, [crop_height, crop_width, channels], seed=crop_seed)
+    if flip:
+      stacked = tf.image.stateless_random_flip_left_right(stacked, flip_seed)
+    image = stacked[..., :3]
+    if label is not None:
+      label = tf.cast(tf.round(stacked[..., 3:]), tf.int32)
+
+  image.set_shape([crop_height, crop_width, 3])
+  if label is not None:
+    label.set_shape([crop_height, crop_width, 1])
+  return image, label

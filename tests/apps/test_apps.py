@@ -1,0 +1,168 @@
+"""The absl apps end to end, as a user runs them (in subprocesses).
+
+One slow test walks the whole job on a small demo dataset: build, train,
+SIGKILL mid-run, resume, evaluate, export, infer. The others check that bad
+input gets one clear error line naming what is wrong.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from deeplab.datasets import build_demo_data
+from deeplab.datasets import build_voc2012_data
+
+MODEL_FLAGS = ["--dataset=demo", "--model_variant=mobilenet_v2",
+               "--output_stride=16", "--decoder_output_stride=4",
+               "--depth_multiplier=0.35", "--batch_norm_decay=0.9"]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+def _app(module, *args, timeout=300):
+  return subprocess.run([sys.executable, "-m", f"deeplab.{module}", *args],
+                        capture_output=True, text=True, timeout=timeout,
+                        env=ENV, check=False)
+
+
+@pytest.fixture(scope="module")
+def demo_tfrecords(tmp_path_factory):
+  root = tmp_path_factory.mktemp("demo")
+  build_demo_data.generate_demo_dataset(str(root / "voc"), num_train=16,
+                                        num_val=4, image_size=64, seed=3)
+  build_voc2012_data.build_voc_dataset(
+      image_folder=str(root / "voc" / "JPEGImages"),
+      semantic_segmentation_folder=str(root / "voc" / "SegmentationClass"),
+      list_folder=str(root / "voc" / "ImageSets" / "Segmentation"),
+      output_dir=str(root / "tfrecord"), num_shards=2)
+  return root
+
+
+def _train_args(data_root, logdir, steps):
+  return [*MODEL_FLAGS, f"--dataset_dir={data_root / 'tfrecord'}",
+          f"--train_logdir={logdir}", "--train_crop_size=64,64",
+          "--train_batch_size=4", f"--training_number_of_steps={steps}",
+          "--optimizer=adam", "--base_learning_rate=0.001",
+          "--save_interval_steps=2", "--log_steps=1",
+          "--image_summary_steps=4"]
+
+
+@pytest.mark.slow
+def test_train_kill_resume_evaluate_export_infer(demo_tfrecords, tmp_path):
+  logdir = tmp_path / "train"
+  # Train, and SIGKILL the process once it has written a checkpoint.
+  process = subprocess.Popen(
+      [sys.executable, "-m", "deeplab.train",
+       *_train_args(demo_tfrecords, logdir, 400)],
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+  deadline = time.time() + 240
+  while time.time() < deadline and not (
+      logdir.exists() and any(n.startswith("ckpt-4.") for n in os.listdir(logdir))):
+    assert process.poll() is None, "training exited before its first checkpoint"
+    time.sleep(0.5)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert process.returncode == -signal.SIGKILL
+  saved = [int(n[5:-6]) for n in os.listdir(logdir) if n.endswith(".index")]
+  assert saved and min(saved) >= 2
+
+  # Restart: it resumes from the last checkpoint and stops at the target.
+  target = max(saved) + 3
+  result = _app("train", *_train_args(demo_tfrecords, logdir, target))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Resumed from {logdir}/ckpt-{max(saved)} at step {max(saved)}" in result.stderr
+  assert (logdir / f"ckpt-{target}.index").exists()
+  # Rerun on a finished train_logdir: nothing to do, nothing rewritten.
+  before = sorted(os.listdir(logdir))
+  result = _app("train", *_train_args(demo_tfrecords, logdir, target))
+  assert result.returncode == 0 and "nothing to train" in result.stderr
+  assert sorted(n for n in os.listdir(logdir) if "events" not in n) == sorted(
+      n for n in before if "events" not in n)
+
+  eval_dir = tmp_path / "eval"
+  result = _app("evaluate", *MODEL_FLAGS,
+                f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
+                f"--checkpoint_dir={logdir}", f"--eval_logdir={eval_dir}",
+                "--eval_crop_size=64,64", "--eval_batch_size=2")
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((eval_dir / "metrics.json").read_text())
+  for key in ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
+              "per_class_iou", "num_images"):
+    assert key in metrics
+  assert metrics["num_images"] == 4
+  assert len(metrics["per_class_iou"]) == 5
+  assert metrics["global_step"] == target
+
+  export_dir = tmp_path / "export"
+  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={logdir}",
+                f"--export_path={export_dir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert os.listdir(export_dir) == ["1"]
+  assert (export_dir / "1" / "saved_model.pb").exists()
+  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={logdir}",
+                f"--export_path={export_dir}", "--export_version=1")
+  assert result.returncode != 0 and "already exists" in result.stderr
+
+  image = demo_tfrecords / "voc" / "JPEGImages" / "val_000000.jpg"
+  vis_dir = tmp_path / "vis"
+  result = _app("inference", "--dataset=demo", f"--model_path={export_dir}",
+                f"--input={image}", f"--output_dir={vis_dir}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  labels = Image.open(vis_dir / "val_000000.png")
+  assert labels.mode == "P" and labels.size == Image.open(image).size
+  assert np.array(labels).max() < 5
+  assert Image.open(vis_dir / "val_000000_overlay.png").size == labels.size
+
+  bogus = tmp_path / "notes.jpg"
+  bogus.write_text("not an image")
+  result = _app("inference", "--dataset=demo", f"--model_path={export_dir}",
+                f"--input={bogus}", f"--output_dir={tmp_path / 'vis2'}")
+  _assert_clear_error(result, str(bogus))
+
+
+def _assert_clear_error(result, *needles):
+  assert result.returncode != 0
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith("ERROR:"), result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  for needle in needles:
+    assert needle in last_line, last_line
+
+
+def test_missing_dataset_dir_is_named(tmp_path):
+  missing = tmp_path / "no_such_folder"
+  result = _app("train", *MODEL_FLAGS, f"--dataset_dir={missing}",
+                f"--train_logdir={tmp_path / 'train'}")
+  _assert_clear_error(result, str(missing))
+  assert not (tmp_path / "train").exists()
+
+
+def test_split_without_shards_is_named(demo_tfrecords, tmp_path):
+  result = _app("train", *MODEL_FLAGS,
+                f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
+                "--train_split=trainval", f"--train_logdir={tmp_path / 't'}")
+  _assert_clear_error(result, "trainval")
+
+
+def test_unknown_model_variant_is_named(demo_tfrecords, tmp_path):
+  result = _app("train", "--dataset=demo", "--model_variant=resnet_v9",
+                f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
+                f"--train_logdir={tmp_path / 't'}")
+  _assert_clear_error(result, "resnet_v9", "mobilenet_v2")
+
+
+def test_evaluate_without_checkpoint_is_named(demo_tfrecords, tmp_path):
+  empty = tmp_path / "empty_logdir"
+  empty.mkdir()
+  result = _app("evaluate", *MODEL_FLAGS,
+                f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
+                f"--checkpoint_dir={empty}",
+                f"--eval_logdir={tmp_path / 'eval'}")
+  _assert_clear_error(result, str(empty))
+  assert not (tmp_path / "eval" / "metrics.json").exists()

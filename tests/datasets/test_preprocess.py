@@ -1,0 +1,106 @@
+"""Preprocessing: one crop and flip for image and label, padding values."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.datasets import preprocess
+
+
+def _coupled_example(height=20, width=30, seed=0):
+  """An image whose label is a function of its pixels (label = R % 7), with
+  G = column index and B = row index, so the crop window is readable."""
+  rng = np.random.default_rng(seed)
+  red = rng.integers(0, 250, (height, width))
+  cols = np.broadcast_to(np.arange(width), (height, width))
+  rows = np.broadcast_to(np.arange(height)[:, None], (height, width))
+  image = np.stack([red, cols, rows], axis=-1).astype(np.uint8)
+  label = (red % 7).astype(np.uint8)[..., None]
+  return image, label
+
+
+def test_train_crop_and_flip_are_shared():
+  image, label = _coupled_example()
+  flips = set()
+  for i in range(40):
+    out_image, out_label = preprocess.preprocess_image_and_label(
+        image, label, 24, 24, ignore_label=255, is_training=True,
+        seed=tf.constant([i, 7]))
+    out_image, out_label = out_image.numpy(), out_label.numpy()[..., 0]
+    assert out_image.shape == (24, 24, 3) and out_image.dtype == np.float32
+    assert out_label.shape == (24, 24)
+    valid = out_label != 255
+    # Height 20 < 24 is padded: 4 rows of void, image 127.5 there.
+    assert (~valid).sum() == 4 * 24
+    np.testing.assert_array_equal(out_image[~valid], 127.5)
+    np.testing.assert_array_equal(out_label[valid],
+                                  out_image[..., 0][valid] % 7)
+    steps = np.diff(out_image[0, :, 1])
+    assert (steps == 1).all() or (steps == -1).all()  # One contiguous window.
+    flips.add(bool(steps[0] < 0))
+  assert flips == {True, False}
+
+
+def test_train_with_random_scale_keeps_alignment():
+  # 8x8-pixel blocks of one colour: label = block class, R = 40 * class.
+  rng = np.random.default_rng(3)
+  classes = rng.integers(0, 6, (5, 6)).repeat(8, 0).repeat(8, 1)
+  image = np.stack([classes * 40, classes * 0 + 9, classes * 0 + 9], -1)
+  label = classes.astype(np.uint8)[..., None]
+  scales = set()
+  for i in range(20):
+    out_image, out_label = preprocess.preprocess_image_and_label(
+        image.astype(np.uint8), label, 36, 36, min_scale_factor=0.5,
+        max_scale_factor=2.0, scale_factor_step_size=0.25, is_training=True,
+        seed=tf.constant([i, 1]))
+    out_image, out_label = out_image.numpy(), out_label.numpy()[..., 0]
+    valid = out_label != 255
+    scales.add(int(valid.sum()))
+    # Bilinear image vs nearest-neighbour label: they differ only where the
+    # image blends two blocks, right at block edges.
+    agree = np.round(out_image[..., 0] / 40.0) == out_label
+    assert agree[valid].mean() > 0.9, i
+    assert (out_image[~valid] == 127.5).all()
+  assert len(scales) > 2  # The scale did vary.
+
+
+def test_random_scale_is_on_the_grid():
+  grid = {0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0}
+  drawn = {float(preprocess.get_random_scale(0.5, 2.0, 0.25,
+                                             tf.constant([i, 0])))
+           for i in range(200)}
+  assert drawn == grid
+  assert float(preprocess.get_random_scale(1.0, 1.0, 0.25,
+                                           tf.constant([0, 0]))) == 1.0
+  with pytest.raises(ValueError, match="min_scale_factor"):
+    preprocess.get_random_scale(2.0, 1.0, 0.25, tf.constant([0, 0]))
+
+
+def test_eval_only_pads():
+  image, label = _coupled_example(20, 30)
+  out_image, out_label = preprocess.preprocess_image_and_label(
+      image, label, 32, 40, ignore_label=0, is_training=False)
+  out_image, out_label = out_image.numpy(), out_label.numpy()[..., 0]
+  np.testing.assert_array_equal(out_image[:20, :30], image)
+  np.testing.assert_array_equal(out_label[:20, :30], label[..., 0])
+  assert (out_image[20:] == 127.5).all() and (out_image[:, 30:] == 127.5).all()
+  assert (out_label[20:] == 0).all() and (out_label[:, 30:] == 0).all()
+  assert out_label.dtype == np.int32
+
+
+def test_eval_rejects_image_larger_than_crop():
+  image, label = _coupled_example(20, 30)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="crop_size 16x40"):
+    preprocess.preprocess_image_and_label(image, label, 16, 40,
+                                          is_training=False)
+
+
+def test_resize_to_range():
+  image = tf.zeros([20, 40, 3])
+  label = tf.zeros([20, 40, 1], tf.int32)
+  out, out_label = preprocess.resize_to_range(image, label, 30, None)
+  assert out.shape == (30, 60, 3) and out_label.shape == (30, 60, 1)
+  out, _ = preprocess.resize_to_range(image, label, 30, 50)
+  assert out.shape == (25, 50, 3)
+  out, _ = preprocess.resize_to_range(image, None, None, 100)
+  assert out.shape == (20, 40, 3)
