@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 
 from deeplab.core import config as config_lib
+from deeplab.core import model_variants
 from deeplab.datasets import data_descriptors
 
 FLAGS = flags.FLAGS
@@ -64,7 +65,12 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
   Args:
     num_classes: The dataset's number of classes, used unless --num_classes
       is set.
+
+  Raises:
+    ValueError: naming the flag, for an unknown --model_variant or values
+      out of range.
   """
+  model_variants.get_model_variant(FLAGS.model_variant)  # Fail early.
   return config_lib.ModelConfig(
       model_variant=FLAGS.model_variant,
       num_classes=FLAGS.num_classes or num_classes,

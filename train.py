@@ -11,6 +11,9 @@ Example:
 Rerun with the same --train_logdir to resume from its latest checkpoint.
 """
 
+import dataclasses
+import os
+
 from absl import flags
 from absl import logging
 
@@ -60,6 +63,13 @@ flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep.")
 flags.DEFINE_integer("log_steps", 50, "Log and summarise every this many steps.")
 flags.DEFINE_integer("image_summary_steps", 500,
                      "Image summaries every this many steps (0: off).")
+flags.DEFINE_integer("eval_online", 0,
+                     "Evaluate on --eval_split every this many steps while "
+                     "training (0: off); summaries go to train_logdir/eval.")
+flags.DEFINE_string("eval_split", "val", "Split for --eval_online.")
+flags.DEFINE_list("eval_crop_size", "513,513",
+                  "Eval canvas 'height,width' for --eval_online.")
+flags.DEFINE_integer("eval_batch_size", 8, "Batch size for --eval_online.")
 flags.DEFINE_enum("distribution_strategy", "default",
                   ["default", "one_device", "mirrored",
                    "multi_worker_mirrored"], "tf.distribute strategy.")
@@ -127,8 +137,21 @@ def main(argv):
                model_config.model_variant, data_config.dataset,
                data_config.split, train_config.training_number_of_steps,
                train_config.train_logdir)
-  step = runner.train(input_pipeline.make_input_fn(data_config),
-                      train_config.training_number_of_steps)
+  train_input_fn = input_pipeline.make_input_fn(data_config)
+  if FLAGS.eval_online:
+    eval_config = dataclasses.replace(
+        data_config, split=FLAGS.eval_split, batch_size=FLAGS.eval_batch_size,
+        crop_size=common_flags.crop_size_from_flag(FLAGS.eval_crop_size,
+                                                   "eval_crop_size"),
+        is_training=False)
+    tfrecord_io.list_shards(eval_config.dataset_dir, eval_config.split)
+    results = runner.train_and_evaluate(
+        train_input_fn, input_pipeline.make_input_fn(eval_config),
+        train_config.training_number_of_steps, FLAGS.eval_online,
+        eval_dir=os.path.join(train_config.train_logdir, "eval"))
+    step = results["global_step"]
+  else:
+    step = runner.train(train_input_fn, train_config.training_number_of_steps)
   logging.info("Training finished at step %d; checkpoints in %s", step,
                train_config.train_logdir)
 

@@ -129,6 +129,11 @@ class Runner:
         label_weights=label_weights, top_k_percent_pixels=top_k_percent_pixels)
     self._checkpoint = None
     self._manager = None
+    # Reused across train()/evaluate() calls (train_and_evaluate), so the
+    # input pipeline and the traced step functions are built only once.
+    self._train_input = None  # (input_fn, iterator)
+    self._train_step = None
+    self._eval_step = None
 
   # === Model, optimizer and checkpoints ===
 
@@ -263,8 +268,13 @@ class Runner:
                    start_step, max_steps)
       return start_step
 
-    iterator = iter(self._distributed_dataset(input_fn))
-    train_step = self._make_train_step()
+    if self._train_input is None or self._train_input[0] is not input_fn:
+      self._train_input = (input_fn,
+                           iter(self._distributed_dataset(input_fn)))
+    iterator = self._train_input[1]
+    if self._train_step is None:
+      self._train_step = self._make_train_step()
+    train_step = self._train_step
     writer = tf.summary.create_file_writer(self.model_dir)
     config = self.run_config
     last_save_time = time.time()
@@ -357,7 +367,9 @@ class Runner:
     """
     path = self.restore_model(checkpoint_path)
     step = step_of_checkpoint(path)
-    eval_step = self._make_eval_step()
+    if self._eval_step is None:
+      self._eval_step = self._make_eval_step()
+    eval_step = self._eval_step
     num_classes = self._params.num_classes
     confusion = np.zeros((num_classes, num_classes), np.int64)
     num_images = 0
@@ -402,9 +414,8 @@ class Runner:
     Returns:
       The metrics of the last evaluation.
     """
-    results = {}
-    step = self.global_step if self.latest_checkpoint() is None else (
-        step_of_checkpoint(self.latest_checkpoint()))
+    latest = self.latest_checkpoint()
+    step = step_of_checkpoint(latest) if latest else 0
     while True:
       target = min(max_steps, (step // eval_every_steps + 1) * eval_every_steps)
       step = self.train(train_input_fn, target)

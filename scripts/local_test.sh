@@ -25,10 +25,10 @@ stage_end
 WORK_DIR="${WORK_DIR:-${REPO_ROOT}/runs/local_test}"
 mkdir -p "${WORK_DIR}"
 WORK_DIR="$(cd "${WORK_DIR}" && pwd)"
-NUM_STEPS="${NUM_STEPS:-1500}"
+NUM_STEPS="${NUM_STEPS:-1000}"
 BATCH_SIZE="${BATCH_SIZE:-16}"
-NUM_TRAIN="${NUM_TRAIN:-600}"
-NUM_VAL="${NUM_VAL:-100}"
+NUM_TRAIN="${NUM_TRAIN:-1000}"
+NUM_VAL="${NUM_VAL:-200}"
 IMAGE_SIZE="${IMAGE_SIZE:-128}"
 VOC_DIR="${WORK_DIR}/data/demo_voc"
 TFRECORD_DIR="${WORK_DIR}/data/tfrecord"
@@ -72,7 +72,9 @@ python -m deeplab.train "${MODEL_FLAGS[@]}" \
   --min_scale_factor=0.75 --max_scale_factor=1.5 \
   --scale_factor_step_size=0.25 \
   --weight_decay=1e-5 \
-  --save_interval_steps=250 --log_steps=100 --image_summary_steps=500
+  --save_interval_steps=200 --log_steps=100 --image_summary_steps=200 \
+  --eval_online=200 --eval_split=val \
+  --eval_crop_size="${IMAGE_SIZE},${IMAGE_SIZE}" --eval_batch_size=8
 stage_end
 
 stage_start "evaluate"
@@ -102,7 +104,7 @@ metrics:      ${EVAL_LOGDIR}/metrics.json
 checkpoints:  ${TRAIN_LOGDIR}
 SavedModel:   ${EXPORT_DIR}
 predictions:  ${VIS_DIR}
-TensorBoard:  tensorboard --logdir=${WORK_DIR}
+mIoU curve:   tensorboard --logdir=${WORK_DIR}  (train/eval: miou every 200 steps)
 time per stage:
 $(printf '  %s\n' "${TIMINGS[@]}")
   total                  $(( $(date +%s) - T0 ))s
