@@ -50,7 +50,7 @@ flags.DEFINE_integer("num_classes", None,
 
 flags.DEFINE_string("dataset", "pascal_voc_seg",
                     "Dataset name in the registry (deeplab.datasets."
-                    "data_descriptors).")
+                    "data_descriptors), or 'custom' with --num_classes.")
 flags.DEFINE_string("dataset_dir", None,
                     "Folder with the {split}-*-of-*.tfrecord shards.")
 flags.DEFINE_integer("min_resize_value", None,
@@ -96,8 +96,21 @@ def crop_size_from_flag(value, flag_name: str):
   return size
 
 
+CUSTOM_DATASET = "custom"
+
+
 def dataset_descriptor_from_flags():
-  """The registry entry named by --dataset (raises naming unknown names)."""
+  """The registry entry named by --dataset (raises naming unknown names).
+
+  `--dataset=custom` describes a user's own dataset without registering it
+  in code: it takes --num_classes (required) and ignore label 255.
+  """
+  if FLAGS.dataset == CUSTOM_DATASET:
+    if not FLAGS.num_classes:
+      raise flags.ValidationError(
+          "--dataset=custom needs --num_classes (background included).")
+    return data_descriptors.make_custom_descriptor(CUSTOM_DATASET,
+                                                   FLAGS.num_classes)
   return data_descriptors.get_dataset_descriptor(FLAGS.dataset)
 
 

@@ -53,7 +53,8 @@ REPORTED_KEYS = ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
 def write_metrics(eval_logdir: str, results: dict, class_names) -> str:
   """Writes `metrics.json` atomically and returns its path."""
   report = {key: results[key] for key in REPORTED_KEYS if key in results}
-  report["class_names"] = list(class_names)
+  if len(class_names) == len(report.get("per_class_iou", ())):
+    report["class_names"] = list(class_names)
   path = os.path.join(eval_logdir, METRICS_FILE)
   io_utils.atomic_write_json(path, report)
   return path
@@ -68,6 +69,7 @@ def main(argv):
   model_config = common_flags.model_config_from_flags(descriptor.num_classes)
   data_config = config_lib.DataConfig(
       dataset=FLAGS.dataset,
+      ignore_label=descriptor.ignore_label,
       dataset_dir=FLAGS.dataset_dir,
       split=FLAGS.eval_split,
       batch_size=FLAGS.eval_batch_size,

@@ -75,9 +75,14 @@ def load_rgb(path: str) -> np.ndarray:
 
 def overlay(image: np.ndarray, labels: np.ndarray, colormap: np.ndarray,
             alpha: float) -> np.ndarray:
-  """Blends the coloured label map over the image."""
+  """Blends the coloured label map over the image.
+
+  Pixels whose class colour is black (VOC's background) keep the image as it
+  is, so the overlay does not darken the whole picture.
+  """
   colored = colormaps.colorize_label(labels, colormap).astype(np.float32)
-  blended = (1 - alpha) * image.astype(np.float32) + alpha * colored
+  weight = np.where(colored.any(axis=-1, keepdims=True), alpha, 0.0)
+  blended = (1 - weight) * image.astype(np.float32) + weight * colored
   return np.clip(blended, 0, 255).astype(np.uint8)
 
 

@@ -87,6 +87,7 @@ def configs_from_flags():
   model_config = common_flags.model_config_from_flags(descriptor.num_classes)
   data_config = config_lib.DataConfig(
       dataset=FLAGS.dataset,
+      ignore_label=descriptor.ignore_label,
       dataset_dir=FLAGS.dataset_dir,
       split=FLAGS.train_split,
       batch_size=FLAGS.train_batch_size,

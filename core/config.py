@@ -83,6 +83,8 @@ class DataConfig:
 
   Attributes:
     dataset: Name in the dataset registry (`deeplab.datasets.data_descriptors`).
+    ignore_label: Label value to pad labels with; the registered dataset's
+      when None.
     dataset_dir: Folder that holds the `{split}-*.tfrecord` shards.
     split: Split to read, e.g. `train` or `val`.
     batch_size: Global batch size (split across replicas).
@@ -103,6 +105,7 @@ class DataConfig:
   """
 
   dataset: str = "pascal_voc_seg"
+  ignore_label: Optional[int] = None
   dataset_dir: str = ""
   split: str = "train"
   batch_size: int = 8

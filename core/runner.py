@@ -235,7 +235,8 @@ class Runner:
 
     return train_step
 
-  def train(self, input_fn: Callable, max_steps: int) -> int:
+  def train(self, input_fn: Callable, max_steps: int,
+            total_steps: Optional[int] = None) -> int:
     """Trains until the global step reaches `max_steps`.
 
     Resumes from the latest checkpoint in `model_dir`; when that checkpoint
@@ -246,6 +247,8 @@ class Runner:
       input_fn: `input_fn(input_context) -> tf.data.Dataset` of
         `(features, labels)` with the per-replica batch size.
       max_steps: The global step to stop at.
+      total_steps: The step the whole job ends at, for progress and ETA
+        (`max_steps` when None; larger inside `train_and_evaluate`).
 
     Returns:
       The global step reached.
@@ -277,6 +280,7 @@ class Runner:
     train_step = self._train_step
     writer = tf.summary.create_file_writer(self.model_dir)
     config = self.run_config
+    total_steps = total_steps or max_steps
     last_save_time = time.time()
     window_start, window_step = time.time(), start_step
     step = start_step
@@ -295,9 +299,9 @@ class Runner:
           learning_rate = float(optimizer.learning_rate)
           logging.info(
               "step %d/%d  loss %.4f  (cross-entropy %.4f)  lr %.3g  "
-              "%.2f steps/s  ETA %s", step, max_steps, loss_value,
+              "%.2f steps/s  ETA %s", step, total_steps, loss_value,
               float(data_loss), learning_rate, rate,
-              _format_duration((max_steps - step) / max(rate, 1e-9)))
+              _format_duration((total_steps - step) / max(rate, 1e-9)))
           tf.summary.scalar("loss/total", loss_value, step=step)
           tf.summary.scalar("loss/cross_entropy", data_loss, step=step)
           tf.summary.scalar("learning_rate", learning_rate, step=step)
@@ -418,7 +422,7 @@ class Runner:
     step = step_of_checkpoint(latest) if latest else 0
     while True:
       target = min(max_steps, (step // eval_every_steps + 1) * eval_every_steps)
-      step = self.train(train_input_fn, target)
+      step = self.train(train_input_fn, target, total_steps=max_steps)
       results = self.evaluate(eval_input_fn, eval_dir=eval_dir)
       if step >= max_steps:
         return results

@@ -66,8 +66,10 @@ def make_dataset(
     FileNotFoundError: if the dataset folder or the split's shards are
       missing (naming them).
   """
-  descriptor = data_descriptors.get_dataset_descriptor(config.dataset)
-  ignore_label = descriptor.ignore_label
+  ignore_label = config.ignore_label
+  if ignore_label is None:
+    ignore_label = data_descriptors.get_dataset_descriptor(
+        config.dataset).ignore_label
   files = tfrecord_io.list_shards(config.dataset_dir, config.split)
   crop_height, crop_width = (int(s) for s in config.crop_size)
   batch_size = config.batch_size

@@ -166,3 +166,10 @@ def test_evaluate_without_checkpoint_is_named(demo_tfrecords, tmp_path):
                 f"--eval_logdir={tmp_path / 'eval'}")
   _assert_clear_error(result, str(empty))
   assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_custom_dataset_needs_num_classes(demo_tfrecords, tmp_path):
+  result = _app("train", "--dataset=custom",
+                f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
+                f"--train_logdir={tmp_path / 't'}")
+  _assert_clear_error(result, "--num_classes")

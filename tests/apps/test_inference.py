@@ -42,6 +42,8 @@ def test_palette_png_keeps_class_ids(tmp_path):
   reread = Image.open(path)
   assert reread.mode == "P"
   np.testing.assert_array_equal(np.array(reread), labels)
-  blended = inference.overlay(np.zeros((2, 3, 3), np.uint8), labels, colormap,
-                              alpha=1.0)
-  np.testing.assert_array_equal(blended, colormap[labels])
+  image = np.full((2, 3, 3), 100, np.uint8)
+  blended = inference.overlay(image, labels, colormap, alpha=1.0)
+  np.testing.assert_array_equal(blended[labels > 0], colormap[labels[labels > 0]])
+  # Background (black in the VOC palette) leaves the image untouched.
+  np.testing.assert_array_equal(blended[labels == 0], image[labels == 0])
