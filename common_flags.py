@@ -133,6 +133,13 @@ def run_app(main):
     main: The app's `main(argv)`.
   """
 
+  # `--help` lists the flags of the module named by sys.argv[0]; under a
+  # console script (`deeplab-train`) that is the wrapper, so register the
+  # app's flags and the shared ones for it too.
+  for module in (sys.modules[main.__module__], sys.modules[__name__]):
+    for flag in FLAGS.get_key_flags_for_module(module):
+      FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
   def checked_main(argv):
     try:
       return main(argv)

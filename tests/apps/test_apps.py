@@ -173,3 +173,15 @@ def test_custom_dataset_needs_num_classes(demo_tfrecords, tmp_path):
                 f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
                 f"--train_logdir={tmp_path / 't'}")
   _assert_clear_error(result, "--num_classes")
+
+
+@pytest.mark.parametrize("script,flag", [("deeplab-train", "--train_logdir"),
+                                         ("deeplab-export", "--export_path")])
+def test_console_scripts_run_the_apps(script, flag):
+  path = os.path.join(os.path.dirname(sys.executable), script)
+  assert os.path.exists(path), f"{script} not installed: pip install -e ."
+  result = subprocess.run([path, "--help"], capture_output=True, text=True,
+                          timeout=120, env=ENV, check=False)
+  assert result.returncode == 0
+  assert flag in result.stdout + result.stderr
+  assert "--model_variant" in result.stdout + result.stderr
