@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from deeplab.core import losses
 from deeplab.core import metrics
+from deeplab.core import multiscale
 
 
 class ModeKeys:
@@ -34,6 +35,10 @@ class ModelFnParams:
     optimizer: The optimizer; required in TRAIN mode.
     label_weights: Optional per-class loss weights.
     top_k_percent_pixels: Hard-pixel mining fraction (1.0 keeps all pixels).
+    eval_scales: Input scales averaged in EVAL and PREDICT modes (official
+      `eval_scales`); (1.0,) is one plain pass.
+    add_flipped_images: Also average left-right flipped inputs (EVAL and
+      PREDICT).
   """
 
   model: keras.Model
@@ -42,6 +47,8 @@ class ModelFnParams:
   optimizer: Optional[keras.optimizers.Optimizer] = None
   label_weights: Optional[Sequence[float]] = None
   top_k_percent_pixels: float = 1.0
+  eval_scales: Sequence[float] = (1.0,)
+  add_flipped_images: bool = False
 
 
 @dataclasses.dataclass
@@ -104,12 +111,15 @@ def model_fn(features: Dict[str, tf.Tensor],
   model = params.model
   images = features["image"]
 
-  if mode == ModeKeys.PREDICT:
-    return ModelSpec(mode, _predictions(model(images, training=False)))
-
-  if mode == ModeKeys.EVAL:
-    logits = model(images, training=False)
+  if mode in (ModeKeys.PREDICT, ModeKeys.EVAL):
+    # Multi-scale + flip averages the softmax (official DeepLab); its
+    # `logits` are then log-probabilities, whose softmax is that average, so
+    # the EVAL loss below is the cross-entropy of the averaged prediction.
+    _, logits = multiscale.predict(model, images, params.eval_scales,
+                                   params.add_flipped_images)
     predictions = _predictions(logits)
+    if mode == ModeKeys.PREDICT:
+      return ModelSpec(mode, predictions)
     data_loss, loss = _losses(logits, labels, params)
     confusion = metrics.confusion_matrix_update(
         labels, predictions["semantic"], params.num_classes,

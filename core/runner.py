@@ -357,13 +357,19 @@ class Runner:
   def evaluate(self,
                input_fn: Callable,
                checkpoint_path: Optional[str] = None,
-               eval_dir: Optional[str] = None) -> Dict[str, object]:
+               eval_dir: Optional[str] = None,
+               eval_scales: Sequence[float] = (1.0,),
+               add_flipped_images: bool = False) -> Dict[str, object]:
     """Scores one checkpoint on one pass over the eval data.
 
     Args:
-      input_fn: Eval `input_fn` (one pass, padded to the eval crop size).
+      input_fn: Eval `input_fn` (one pass, padded to the eval crop size, or
+        full images at batch size 1).
       checkpoint_path: Checkpoint prefix or folder; `model_dir` when None.
       eval_dir: Where to write eval summaries (skipped when None).
+      eval_scales: Input scales whose softmax is averaged (official
+        `eval_scales`).
+      add_flipped_images: Also average left-right flipped inputs.
 
     Returns:
       The metrics of `metrics_from_confusion_matrix`, plus `num_images`,
@@ -371,6 +377,11 @@ class Runner:
     """
     path = self.restore_model(checkpoint_path)
     step = step_of_checkpoint(path)
+    inference = (tuple(float(x) for x in eval_scales), bool(add_flipped_images))
+    if inference != (tuple(self._params.eval_scales),
+                     self._params.add_flipped_images):
+      self._params.eval_scales, self._params.add_flipped_images = inference
+      self._eval_step = None  # Retrace with the new scales.
     if self._eval_step is None:
       self._eval_step = self._make_eval_step()
     eval_step = self._eval_step

@@ -93,6 +93,7 @@ class _Encoded:
   width: int
   label_png: bytes
   label_histogram: np.ndarray  # int64 [256] pixel count per label value.
+  image_format: str = "jpeg"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +104,19 @@ class _Failed:
   reason: str
 
 
-def _load_image(path: str) -> Tuple[bytes, int, int]:
-  """Reads an image, decodes it fully to validate it, returns JPEG bytes.
+def _load_image(path: str,
+                keep_png: bool = False) -> Tuple[bytes, int, int, str]:
+  """Reads an image, decodes it fully to validate it, returns its bytes.
+
+  Args:
+    path: Image file.
+    keep_png: Keep RGB/greyscale 8-bit PNGs byte for byte (lossless, as the
+      official Cityscapes builder does) instead of re-encoding them.
 
   Returns:
-    (jpeg_bytes, height, width). JPEG files are returned byte for byte;
-    other formats (and CMYK JPEGs) are re-encoded as RGB JPEG.
+    (image_bytes, height, width, format). JPEG files (and PNGs with
+    `keep_png`) are returned byte for byte; other formats (and CMYK JPEGs)
+    are re-encoded as RGB JPEG.
 
   Raises:
     InvalidExampleError: naming the file, if it is missing or not a
@@ -124,10 +132,12 @@ def _load_image(path: str) -> Tuple[bytes, int, int]:
       image.load()  # Decodes every pixel: catches truncated/corrupt files.
       width, height = image.size
       if image.format == "JPEG" and image.mode in ("RGB", "L"):
-        return data, height, width
+        return data, height, width, "jpeg"
+      if keep_png and image.format == "PNG" and image.mode in ("RGB", "L"):
+        return data, height, width, "png"
       buffer = io.BytesIO()
       image.convert("RGB").save(buffer, format="JPEG", quality=_JPEG_QUALITY)
-      return buffer.getvalue(), height, width
+      return buffer.getvalue(), height, width, "jpeg"
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     raise InvalidExampleError(
         f"Corrupt or unreadable image {path}: {e}") from e
@@ -170,10 +180,12 @@ def _check_label(label: Any, spec: ExampleSpec, height: int, width: int,
 def _encode_one(index: int, spec: ExampleSpec,
                 read_label: Callable[[ExampleSpec], np.ndarray],
                 num_classes: Optional[int],
-                ignore_label: int) -> "_Encoded | _Failed":
+                ignore_label: int,
+                keep_png: bool = False) -> "_Encoded | _Failed":
   """Reads, validates and encodes one example; never raises."""
   try:
-    image_bytes, height, width = _load_image(spec.image_path)
+    image_bytes, height, width, image_format = _load_image(spec.image_path,
+                                                           keep_png)
     try:
       label = read_label(spec)
     except FileNotFoundError as e:
@@ -189,7 +201,8 @@ def _encode_one(index: int, spec: ExampleSpec,
     return _Encoded(
         index=index, key=spec.key, image_bytes=image_bytes, height=height,
         width=width, label_png=label_io.encode_label_png(label),
-        label_histogram=np.bincount(label.ravel(), minlength=256))
+        label_histogram=np.bincount(label.ravel(), minlength=256),
+        image_format=image_format)
   except InvalidExampleError as e:
     return _Failed(index, spec.key, str(e))
   except Exception as e:  # pylint: disable=broad-except
@@ -198,9 +211,11 @@ def _encode_one(index: int, spec: ExampleSpec,
 
 
 def _encode_chunk(chunk: Sequence[Tuple[int, ExampleSpec]], read_label,
-                  num_classes, ignore_label) -> List["_Encoded | _Failed"]:
+                  num_classes, ignore_label,
+                  keep_png=False) -> List["_Encoded | _Failed"]:
   """Worker task: encodes a few consecutive examples."""
-  return [_encode_one(i, spec, read_label, num_classes, ignore_label)
+  return [_encode_one(i, spec, read_label, num_classes, ignore_label,
+                      keep_png)
           for i, spec in chunk]
 
 
@@ -296,7 +311,8 @@ def write_split(specs: Sequence[ExampleSpec],
                 ignore_label: int = 255,
                 skip_invalid: bool = False,
                 source: Optional[str] = None,
-                log_every_secs: float = 10.0) -> Dict[str, Any]:
+                log_every_secs: float = 10.0,
+                keep_png: bool = False) -> Dict[str, Any]:
   """Validates and writes one split as sharded TFRecords.
 
   Args:
@@ -312,6 +328,8 @@ def write_split(specs: Sequence[ExampleSpec],
     skip_invalid: Log and skip invalid examples instead of failing.
     source: Where `specs` came from (e.g. the list file), for messages.
     log_every_secs: Interval of progress logs.
+    keep_png: Store PNG images losslessly as PNG (`image/format` png)
+      instead of re-encoding them as JPEG.
 
   Returns:
     A summary dict: `split`, `num_examples` (written), `num_skipped`,
@@ -348,7 +366,7 @@ def write_split(specs: Sequence[ExampleSpec],
                num_workers)
   encode = functools.partial(_encode_chunk, read_label=read_label,
                              num_classes=num_classes,
-                             ignore_label=ignore_label)
+                             ignore_label=ignore_label, keep_png=keep_png)
   indexed = list(enumerate(specs))
   chunks = [indexed[i:i + _CHUNK_SIZE] for i in range(0, total, _CHUNK_SIZE)]
   progress = _Progress(split, total, log_every_secs)
@@ -370,7 +388,7 @@ def write_split(specs: Sequence[ExampleSpec],
           continue
         example = tfrecord_io.make_example(
             result.image_bytes, result.key, result.height, result.width,
-            result.label_png)
+            result.label_png, image_format=result.image_format)
         # Contiguous shards: example i goes to shard i * n // total, so the
         # shards, read in order, give the list order.
         writer.write(result.index * num_shards // total,
@@ -416,3 +434,40 @@ def format_summary(summaries: Sequence[Dict[str, Any]]) -> str:
     for key, reason in s["skipped"]:
       lines.append(f"  skipped {key}: {reason}")
   return "\n".join(lines)
+
+
+# === Builder apps ===
+
+
+def require_dir(path: str, flag: str) -> None:
+  """Raises FileNotFoundError naming `--flag` if `path` is not a folder."""
+  import os  # pylint: disable=g-import-not-at-top
+  if not path or not os.path.isdir(path):
+    raise FileNotFoundError(f"--{flag}: folder not found: {path!r}.")
+
+
+def require_file(path: str, flag: str) -> None:
+  """Raises FileNotFoundError naming `--flag` if `path` is not a file."""
+  import os  # pylint: disable=g-import-not-at-top
+  if not path or not os.path.isfile(path):
+    raise FileNotFoundError(f"--{flag}: file not found: {path!r}.")
+
+
+def run_builder(main: Callable) -> None:
+  """Runs a builder's absl `main`; bad input ends in one `ERROR:` line.
+
+  Like `deeplab.common_flags.run_app`, but without importing the model code,
+  so that the builder (and its spawned workers) start fast.
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
+
+  def checked_main(argv):
+    try:
+      return main(argv)
+    except (ValueError, FileNotFoundError, FileExistsError,
+            NotADirectoryError) as error:
+      logging.error("%s", error)
+      sys.exit(f"ERROR: {error}")
+
+  app.run(checked_main)

@@ -19,18 +19,21 @@ Usage:
     --list_folder=VOCdevkit/VOC2012/ImageSets/Segmentation \\
     --output_dir=tfrecord --num_workers=2
 
-`train_aug` (VOC train + SBD, minus VOC val) belongs in a separate SBD
-builder: it lists `ExampleSpec`s whose label source is an SBD `.mat` file,
-passes a `read_label` for those, and calls the same `write_split`.
+With `--sbd_root` (the unpacked SBD `benchmark_RELEASE/dataset` folder:
+`cls/*.mat`, `img/*.jpg`, `train.txt`, `val.txt`) it also writes `train_aug`:
+VOC train plus SBD train+val, minus every VOC val image (10582 images on the
+full datasets). Images in VOC train keep their VOC label (which has the void
+band); the others take SBD's `GTcls.Segmentation` and SBD's image.
 """
 
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from absl import app
 from absl import flags
+from absl import logging
 
 from deeplab.datasets import build_data
+from deeplab.datasets import label_io
 
 FLAGS = flags.FLAGS
 
@@ -62,11 +65,17 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_classes", 21,
                        "Label values must be below this or the ignore label.")
   flags.DEFINE_integer("ignore_label", 255, "The void label value.")
+  flags.DEFINE_string(
+      "sbd_root", None,
+      "Optional SBD dataset folder (cls/, img/, train.txt, val.txt); also "
+      "writes the train_aug split.")
 
 
-def _require_dir(path: str, flag: str) -> None:
-  if not path or not os.path.isdir(path):
-    raise FileNotFoundError(f"--{flag}: folder not found: {path!r}.")
+_require_dir = build_data.require_dir
+
+# Official size of train_aug on the full VOC 2012 + SBD.
+TRAIN_AUG_SIZE = 10582
+TRAIN_AUG = "train_aug"
 
 
 def list_split_files(list_folder: str,
@@ -119,6 +128,52 @@ def list_voc_examples(
   ]
 
 
+def read_voc_or_sbd_label(spec: build_data.ExampleSpec):
+  """`read_label` of train_aug: SBD `.mat` files or VOC label PNGs."""
+  if str(spec.label_source).endswith(".mat"):
+    return label_io.read_sbd_mat(spec.label_source)
+  return label_io.read_label_png(spec.label_source)
+
+
+def list_train_aug_examples(
+    list_folder: str, image_folder: str, label_folder: str, sbd_root: str,
+    image_format: str = "jpg",
+    label_format: str = "png") -> List[build_data.ExampleSpec]:
+  """Lists train_aug: VOC train + SBD train + SBD val - VOC val.
+
+  VOC train comes first, in its list order, with its VOC labels; then the
+  SBD-only images, sorted, with their SBD images and `.mat` labels.
+
+  Raises:
+    FileNotFoundError: naming the missing SBD folder or list, or the missing
+      VOC train/val list.
+  """
+  _require_dir(sbd_root, "sbd_root")
+  for sub in ("cls", "img"):
+    _require_dir(os.path.join(sbd_root, sub), "sbd_root")
+  voc_lists = list_split_files(list_folder, ["train", "val"])
+  sbd_names = []
+  for sbd_split in ("train", "val"):
+    path = os.path.join(sbd_root, f"{sbd_split}.txt")
+    if not os.path.isfile(path):
+      raise FileNotFoundError(
+          f"--sbd_root: SBD list {path} not found (expected train.txt and "
+          "val.txt next to cls/ and img/).")
+    sbd_names += read_image_list(path)
+  voc_train = list_voc_examples(voc_lists["train"], image_folder,
+                                label_folder, image_format, label_format)
+  excluded = set(read_image_list(voc_lists["val"]))
+  excluded.update(spec.key for spec in voc_train)
+  extra = sorted(set(sbd_names) - excluded)
+  return voc_train + [
+      build_data.ExampleSpec(
+          key=name,
+          image_path=os.path.join(sbd_root, "img", f"{name}.jpg"),
+          label_source=os.path.join(sbd_root, "cls", f"{name}.mat"))
+      for name in extra
+  ]
+
+
 def build_voc_dataset(image_folder: str,
                       semantic_segmentation_folder: str,
                       list_folder: str,
@@ -130,7 +185,8 @@ def build_voc_dataset(image_folder: str,
                       num_classes: Optional[int] = 21,
                       ignore_label: int = 255,
                       image_format: str = "jpg",
-                      label_format: str = "png") -> List[Dict[str, Any]]:
+                      label_format: str = "png",
+                      sbd_root: Optional[str] = None) -> List[Dict[str, Any]]:
   """Builds the TFRecords of a dataset in VOC layout, one split at a time.
 
   Args:
@@ -147,6 +203,7 @@ def build_voc_dataset(image_folder: str,
     ignore_label: The void label value.
     image_format: Image file extension.
     label_format: Label file extension.
+    sbd_root: Optional SBD `dataset` folder; also builds `train_aug`.
 
   Returns:
     The `build_data.write_split` summary of each split.
@@ -169,6 +226,20 @@ def build_voc_dataset(image_folder: str,
         num_shards=num_shards, num_workers=num_workers,
         num_classes=num_classes, ignore_label=ignore_label,
         skip_invalid=skip_invalid, source=list_path))
+  if sbd_root:
+    specs = list_train_aug_examples(list_folder, image_folder,
+                                    semantic_segmentation_folder, sbd_root,
+                                    image_format, label_format)
+    summary = build_data.write_split(
+        specs, read_voc_or_sbd_label, output_dir, TRAIN_AUG,
+        num_shards=num_shards, num_workers=num_workers,
+        num_classes=num_classes, ignore_label=ignore_label,
+        skip_invalid=skip_invalid, source=f"VOC train/val + {sbd_root}")
+    if summary["num_examples"] != TRAIN_AUG_SIZE:
+      logging.warning(
+          "train_aug has %d images; the official split of the full VOC 2012 "
+          "+ SBD has %d.", summary["num_examples"], TRAIN_AUG_SIZE)
+    summaries.append(summary)
   return summaries
 
 
@@ -186,10 +257,11 @@ def main(argv):
       num_classes=FLAGS.num_classes,
       ignore_label=FLAGS.ignore_label,
       image_format=FLAGS.image_format,
-      label_format=FLAGS.label_format)
+      label_format=FLAGS.label_format,
+      sbd_root=FLAGS.sbd_root)
   print(build_data.format_summary(summaries))
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  build_data.run_builder(main)

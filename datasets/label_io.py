@@ -72,6 +72,29 @@ def read_label_png(path: str,
     raise ValueError(f"Cannot read label {path}: {e}") from e
 
 
+def read_sbd_mat(path: str) -> np.ndarray:
+  """Reads the class segmentation of an SBD `cls/*.mat` file.
+
+  SBD (Hariharan et al. 2011) stores `GTcls.Segmentation` as uint8 VOC class
+  ids 0..20; it has no void (255) boundary band.
+
+  Raises:
+    FileNotFoundError: naming the path, if it does not exist.
+    ValueError: naming the path, if it is not an SBD class .mat file.
+  """
+  import scipy.io  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"SBD label file not found: {path}")
+  try:
+    mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    segmentation = mat["GTcls"].Segmentation
+  except (KeyError, AttributeError, ValueError, TypeError, OSError) as e:
+    raise ValueError(
+        f"Cannot read SBD label {path}: expected a MATLAB file with "
+        f"GTcls.Segmentation ({type(e).__name__}: {e}).") from e
+  return np.asarray(segmentation)
+
+
 def rgb_to_index(rgb: np.ndarray,
                  colormap: Optional[np.ndarray] = None,
                  name: str = "label") -> np.ndarray:

@@ -182,6 +182,6 @@ def test_console_scripts_run_the_apps(script, flag):
   assert os.path.exists(path), f"{script} not installed: pip install -e ."
   result = subprocess.run([path, "--help"], capture_output=True, text=True,
                           timeout=120, env=ENV, check=False)
-  assert result.returncode == 0
+  # absl's --help exits with status 1 by design; the flags must be listed.
   assert flag in result.stdout + result.stderr
   assert "--model_variant" in result.stdout + result.stderr

@@ -1,0 +1,97 @@
+"""Multi-scale and left-right-flip inference, as official DeepLab does it.
+
+Official `predict_labels_multi_scale` runs the network once per scale (and
+once more on the flipped image when `add_flipped_images`), resizes every
+logit map back to the input size with align-corners bilinear resizing,
+takes the softmax of each, and averages the probabilities. The label is the
+argmax of that average.
+
+Used by evaluation (`model_fn` EVAL mode, the Keras predictor) and by every
+export format, so all of them compute the same thing.
+
+Example:
+
+  probabilities, logits = multiscale.predict(
+      model, images, scales=(0.75, 1.0, 1.25), add_flipped_images=True)
+"""
+
+from typing import Sequence, Tuple
+
+import tensorflow as tf
+
+
+def validate_scales(scales: Sequence[float], flag_name: str = "eval_scales"
+                    ) -> Tuple[float, ...]:
+  """Returns the scales as a tuple of positive floats.
+
+  Raises:
+    ValueError: naming the flag, when empty or not positive.
+  """
+  try:
+    scales = tuple(float(s) for s in (scales or ()))
+  except (TypeError, ValueError):
+    raise ValueError(f"--{flag_name} expects numbers, got {scales!r}.") from None
+  if not scales or min(scales) <= 0:
+    raise ValueError(
+        f"--{flag_name} expects one or more positive scales, got "
+        f"{list(scales)}.")
+  return scales
+
+
+def is_single_pass(scales: Sequence[float], add_flipped_images: bool) -> bool:
+  """True when inference is one plain forward pass."""
+  return tuple(float(s) for s in scales) == (1.0,) and not add_flipped_images
+
+
+def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  return tf.raw_ops.ResizeBilinear(images=images, size=size,
+                                   align_corners=True,
+                                   half_pixel_centers=False)
+
+
+def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
+            add_flipped_images: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Runs `model` over scales and flips; averages the softmax.
+
+  Args:
+    model: Callable mapping float32 [B, H, W, 3] pixels (0..255) to logits
+      [B, H', W', C] (any resolution; resized to the input size here).
+    images: float32 [B, H, W, 3] pixels in 0..255, any H and W.
+    scales: Input scales, e.g. (0.5, 0.75, 1.0, 1.25, 1.5, 1.75) for VOC.
+    add_flipped_images: Also run every scale on the left-right flipped image.
+
+  Returns:
+    (probabilities, logits), both float32 [B, H, W, C] at the input size.
+    For a single pass (scale 1, no flip) `logits` are the network's logits;
+    otherwise they are the log of the averaged probabilities, whose softmax
+    and argmax are those of the average.
+  """
+  scales = validate_scales(scales)
+  images = tf.cast(images, tf.float32)
+  size = tf.shape(images)[1:3]
+  if is_single_pass(scales, add_flipped_images):
+    logits = tf.cast(model(images, training=False), tf.float32)
+    logits = _resize(logits, size)
+    return tf.nn.softmax(logits, axis=-1), logits
+
+  total = None
+  count = 0
+  for scale in scales:
+    if scale == 1.0:
+      scaled = images
+    else:
+      scaled_size = tf.cast(
+          tf.math.floor(tf.cast(size, tf.float32) * scale), tf.int32)
+      scaled = _resize(images, tf.maximum(scaled_size, 1))
+    for flip in ((False, True) if add_flipped_images else (False,)):
+      inputs = tf.reverse(scaled, axis=[2]) if flip else scaled
+      logits = tf.cast(model(inputs, training=False), tf.float32)
+      if flip:
+        logits = tf.reverse(logits, axis=[2])
+      probabilities = tf.nn.softmax(_resize(logits, size), axis=-1)
+      total = probabilities if total is None else total + probabilities
+      count += 1
+  probabilities = total / float(count)
+  # Clipped so that log() stays finite where a class got probability 0.
+  logits = tf.math.log(tf.maximum(probabilities, 1e-12))
+  return probabilities, logits
