@@ -12,6 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from deeplab.core import aspp
 from deeplab.core import config as config_lib
 from deeplab.core import model_variants
 from deeplab.datasets import data_descriptors
@@ -43,6 +44,50 @@ flags.DEFINE_float("batch_norm_decay", 0.9997,
                    "BatchNorm moving-average decay (official 0.9997; about "
                    "0.9 suits short runs from scratch).")
 flags.DEFINE_float("weight_decay", 4e-5, "L2 weight decay on conv kernels.")
+flags.DEFINE_multi_integer("multi_grid", None,
+                           "Unit rates of the last backbone block, repeated: "
+                           "--multi_grid=1 --multi_grid=2 --multi_grid=4. "
+                           "None takes the variant's default.")
+flags.DEFINE_enum("head", "aspp", ["aspp", "lr_aspp"],
+                  "Segmentation head: ASPP (+ v3+ decoder), or the Lite "
+                  "R-ASPP of MobileNetV3 (uses --decoder_output_stride, "
+                  "default 8, as its low-level stride).")
+flags.DEFINE_integer("aspp_convs_filters", 256,
+                     "Filters of the ASPP branches and projection.")
+flags.DEFINE_integer("decoder_filters", 256, "Filters of the decoder convs.")
+flags.DEFINE_list("image_pooling_crop_size", None,
+                  "'height,width': ASPP image pooling averages over a window "
+                  "of (crop - 1) // output_stride + 1 feature pixels instead "
+                  "of globally.")
+flags.DEFINE_list("image_pooling_stride", ["1", "1"],
+                  "'height,width' stride of that image-pooling window.")
+flags.DEFINE_boolean("aspp_with_concat_projection", True,
+                     "Project the concatenated ASPP branches (1x1 conv).")
+flags.DEFINE_boolean("aspp_with_squeeze_and_excitation", False,
+                     "Image pooling gates ASPP (sigmoid) instead of being "
+                     "concatenated (MobileNetV3 head).")
+flags.DEFINE_boolean("image_se_uses_qsigmoid", False,
+                     "That gate is a hard sigmoid.")
+flags.DEFINE_string("aspp_branches", None,
+                    "Custom ASPP branches, as JSON or a .json file: e.g. "
+                    "'[{\"type\": \"pooling\"}, {\"type\": \"conv\"}, "
+                    "{\"type\": \"separable\", \"rate\": 6}]'. Replaces "
+                    "--atrous_rates, --aspp_with_separable_conv and "
+                    "--add_image_level_feature.")
+flags.DEFINE_boolean("decoder_use_sum_merge", False,
+                     "Sum-merge decoder (MobileNetV3 head).")
+flags.DEFINE_boolean("decoder_output_is_logits", False,
+                     "The decoder output is the logits (MobileNetV3 head).")
+flags.DEFINE_boolean("use_bounded_activation", False,
+                     "ReLU6 instead of ReLU in the head and the ResNet and "
+                     "Xception backbones (Xception also clips linear outputs "
+                     "to [-6, 6]), for quantization.")
+flags.DEFINE_boolean("quant_friendly", False,
+                     "Quantization-friendly separable convs: no BN or "
+                     "activation after depthwise convs, ReLU instead of ReLU6 "
+                     "(MobileNet backbones and head).")
+flags.DEFINE_boolean("boundary_refinement", False,
+                     "Add a boundary-refinement block on the logits.")
 flags.DEFINE_integer("num_classes", None,
                      "Number of classes; defaults to the dataset's.")
 
@@ -57,6 +102,53 @@ flags.DEFINE_integer("min_resize_value", None,
                      "Resize so the short side is at least this.")
 flags.DEFINE_integer("max_resize_value", None,
                      "Resize so the long side is at most this.")
+
+# === Augmentation flags ===
+# Training-only extras beyond official scale/crop/flip, all off by default
+# (deeplab.datasets.augment).
+
+flags.DEFINE_float("max_rotation_degrees", 0.,
+                   "Random rotation in [-d, d] degrees (label: nearest, "
+                   "filled with the ignore label). 0: off.")
+flags.DEFINE_float("brightness_max_delta", 0.,
+                   "Random brightness shift, as a fraction of 255. 0: off.")
+flags.DEFINE_float("contrast_max_delta", 0.,
+                   "Random contrast factor in [1-d, 1+d]. 0: off.")
+flags.DEFINE_float("saturation_max_delta", 0.,
+                   "Random saturation factor in [1-d, 1+d]. 0: off.")
+flags.DEFINE_float("hue_max_delta", 0.,
+                   "Random hue shift in [-d, d] turns (<= 0.5). 0: off.")
+flags.DEFINE_float("blur_probability", 0.,
+                   "Probability of a Gaussian blur. 0: off.")
+flags.DEFINE_float("blur_max_sigma", 1.5, "Largest blur sigma in pixels.")
+flags.DEFINE_float("noise_stddev", 0.,
+                   "Additive Gaussian noise stddev in pixel units. 0: off.")
+flags.DEFINE_float("gridmask_probability", 0.,
+                   "Probability of GridMask (Chen et al. 2020). 0: off.")
+flags.DEFINE_float("gridmask_ratio", 0.5,
+                   "GridMask square side as a fraction of the grid period.")
+flags.DEFINE_integer("gridmask_min_period", 32,
+                     "Smallest GridMask period in pixels.")
+flags.DEFINE_integer("gridmask_max_period", 128,
+                     "Largest GridMask period in pixels.")
+
+AUGMENTATION_FLAGS = (
+    "max_rotation_degrees", "brightness_max_delta", "contrast_max_delta",
+    "saturation_max_delta", "hue_max_delta", "blur_probability",
+    "blur_max_sigma", "noise_stddev", "gridmask_probability",
+    "gridmask_ratio", "gridmask_min_period", "gridmask_max_period")
+
+
+def augmentation_kwargs_from_flags():
+  """The `DataConfig` augmentation fields from their flags, validated.
+
+  Raises:
+    ValueError: naming the flag whose value is out of range.
+  """
+  from deeplab.datasets import augment  # pylint: disable=g-import-not-at-top
+  kwargs = {name: getattr(FLAGS, name) for name in AUGMENTATION_FLAGS}
+  augment.AugmentParams(**kwargs)  # Fail early, naming the flag.
+  return kwargs
 
 
 def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
@@ -83,6 +175,27 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
       add_image_level_feature=FLAGS.add_image_level_feature,
       batch_norm_momentum=FLAGS.batch_norm_decay,
       weight_decay=FLAGS.weight_decay,
+      multi_grid=tuple(FLAGS.multi_grid) if FLAGS.multi_grid else None,
+      head=FLAGS.head,
+      aspp_filters=FLAGS.aspp_convs_filters,
+      decoder_filters=FLAGS.decoder_filters,
+      image_pooling_crop_size=(
+          crop_size_from_flag(FLAGS.image_pooling_crop_size,
+                              "image_pooling_crop_size")
+          if FLAGS.image_pooling_crop_size else None),
+      image_pooling_stride=crop_size_from_flag(FLAGS.image_pooling_stride,
+                                               "image_pooling_stride"),
+      aspp_with_concat_projection=FLAGS.aspp_with_concat_projection,
+      aspp_with_squeeze_and_excitation=(
+          FLAGS.aspp_with_squeeze_and_excitation),
+      image_se_uses_qsigmoid=FLAGS.image_se_uses_qsigmoid,
+      aspp_branches=(tuple(aspp.parse_branches(FLAGS.aspp_branches))
+                     if FLAGS.aspp_branches else None),
+      decoder_use_sum_merge=FLAGS.decoder_use_sum_merge,
+      decoder_output_is_logits=FLAGS.decoder_output_is_logits,
+      use_bounded_activation=FLAGS.use_bounded_activation,
+      quant_friendly=FLAGS.quant_friendly,
+      boundary_refinement=FLAGS.boundary_refinement,
   )
 
 

@@ -1,14 +1,33 @@
-"""Evaluates DeepLab checkpoints (official research/deeplab `eval.py` flags).
+"""Evaluates DeepLab models: checkpoints and every export format.
 
-Writes `metrics.json` (mIoU, FWIoU, pixel accuracy, mean pixel accuracy,
-per-class IoU, number of images) and TensorBoard summaries to --eval_logdir.
+Reports mIoU, FWIoU, pixel accuracy, mean pixel accuracy and per-class IoU,
+all from one confusion matrix accumulated on device. Writes to
+--eval_logdir: `metrics.json`, `confusion_matrix.png` and
+`per_class_iou.png`, and TensorBoard summaries for checkpoints.
+
+* `--checkpoint_dir` alone: batched evaluation of checkpoints (official
+  `eval.py`), optionally watching for new ones.
+* `--model_path` (repeatable): exported models (SavedModel folder, frozen
+  graph `.pb`, `.tflite`, `.onnx`), each run on every image at full size;
+  with several models (and a checkpoint), their figures are reported side
+  by side in `metrics.json["formats"]` and on stdout.
+* `--eval_scales` / `--add_flipped_images`: multi-scale and flip inference
+  of checkpoints (exported models carry their own `--inference_scales`).
+* `--eval_crop_size=` (empty): full-image evaluation with no crop limit,
+  e.g. Cityscapes 1024x2048.
+* `--save_predictions`: palette PNGs and overlays under
+  `eval_logdir/predictions/`; `--cityscapes_results_dir`: Cityscapes
+  labelId PNGs for cityscapesscripts' official evaluator.
 
 Example:
 
   python -m deeplab.evaluate \
     --dataset=pascal_voc_seg --dataset_dir=/data/voc/tfrecord \
     --eval_split=val --eval_crop_size=513,513 \
-    --checkpoint_dir=/runs/voc --eval_logdir=/runs/voc/eval
+    --checkpoint_dir=/runs/voc --eval_logdir=/runs/voc/eval \
+    --eval_scales=0.5 --eval_scales=0.75 --eval_scales=1.0 \
+    --eval_scales=1.25 --eval_scales=1.5 --eval_scales=1.75 \
+    --add_flipped_images
 """
 
 import os
@@ -21,7 +40,11 @@ import tensorflow as tf
 from deeplab import common_flags
 from deeplab.core import config as config_lib
 from deeplab.core import experiment
+from deeplab.core import format_eval
+from deeplab.core import format_runners
 from deeplab.core import io_utils
+from deeplab.core import multiscale
+from deeplab.core import visualization
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 
@@ -36,12 +59,31 @@ flags.DEFINE_string("eval_split", "val", "Split to evaluate on.")
 flags.DEFINE_integer("eval_batch_size", 1, "Batch size.")
 flags.DEFINE_list("eval_crop_size", "513,513",
                   "Eval canvas 'height,width': images are padded to it, so "
-                  "it must be at least the largest image.")
+                  "it must be at least the largest image. Empty "
+                  "(--eval_crop_size=) evaluates every image at its full "
+                  "size, batch size 1, with no crop limit.")
 flags.DEFINE_integer("max_number_of_evaluations", 1,
                      "Evaluations to run; 0 keeps watching --checkpoint_dir "
                      "for new checkpoints.")
 flags.DEFINE_integer("eval_interval_secs", 60,
                      "Seconds between polls for a new checkpoint.")
+flags.DEFINE_multi_float("eval_scales", [1.0],
+                         "Input scales whose softmax is averaged; repeat "
+                         "the flag for multi-scale evaluation.")
+if "add_flipped_images" not in FLAGS:  # Also defined by export_model.py.
+  flags.DEFINE_boolean("add_flipped_images", False,
+                       "Also average left-right flipped inputs.")
+flags.DEFINE_multi_string("model_path", None,
+                          "Exported model to evaluate: SavedModel folder, "
+                          "frozen graph .pb, .tflite or .onnx; repeatable.")
+flags.DEFINE_boolean("save_predictions", False,
+                     "Write palette PNG predictions and overlays under "
+                     "eval_logdir/predictions/.")
+flags.DEFINE_string("cityscapes_results_dir", None,
+                    "Write predictions as Cityscapes labelId PNGs here, for "
+                    "cityscapesscripts' evaluator.")
+flags.DEFINE_integer("num_eval_images", 0,
+                     "Evaluate only the first N images (0: all).")
 
 METRICS_FILE = "metrics.json"
 REPORTED_KEYS = ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
@@ -50,39 +92,139 @@ REPORTED_KEYS = ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
                  "confusion_matrix")
 
 
-def write_metrics(eval_logdir: str, results: dict, class_names) -> str:
-  """Writes `metrics.json` atomically and returns its path."""
+SUMMARY_KEYS = ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
+                "per_class_iou", "num_images")
+
+
+def write_metrics(eval_logdir: str, results: dict, class_names,
+                  formats=None) -> str:
+  """Writes `metrics.json` and the two plots; returns the json's path.
+
+  Args:
+    eval_logdir: Output folder.
+    results: Metrics of the main model.
+    class_names: Class names (for the json and the plots).
+    formats: Optional {name: results} of every model evaluated, reported
+      side by side under `formats`.
+  """
   report = {key: results[key] for key in REPORTED_KEYS if key in results}
   if len(class_names) == len(report.get("per_class_iou", ())):
     report["class_names"] = list(class_names)
+  if formats:
+    report["formats"] = {
+        name: {key: values[key] for key in SUMMARY_KEYS}
+        for name, values in formats.items()}
   path = os.path.join(eval_logdir, METRICS_FILE)
   io_utils.atomic_write_json(path, report)
+  visualization.plot_confusion_matrix(
+      results["confusion_matrix"],
+      os.path.join(eval_logdir, "confusion_matrix.png"), class_names)
+  visualization.plot_per_class_iou(
+      results["per_class_iou"], os.path.join(eval_logdir, "per_class_iou.png"),
+      class_names, miou=results["miou"])
   return path
+
+
+def format_table(formats) -> str:
+  """The figures of several models as a plain-text table."""
+  lines = [f"{'model':<20} {'mIoU':>8} {'FWIoU':>8} {'pixel acc':>10} "
+           f"{'mean acc':>9} {'images':>7}"]
+  for name, r in formats.items():
+    lines.append(f"{name:<20} {r['miou']:8.4f} {r['fwiou']:8.4f} "
+                 f"{r['pixel_accuracy']:10.4f} {r['mean_pixel_accuracy']:9.4f} "
+                 f"{r['num_images']:7d}")
+  return "\n".join(lines)
+
+
+def _unique_name(name: str, taken) -> str:
+  candidate, index = name, 2
+  while candidate in taken:
+    candidate, index = f"{name}_{index}", index + 1
+  return candidate
+
+
+def evaluate_per_image(descriptor, model_config, scales):
+  """Runs the checkpoint (if any) and every --model_path image by image.
+
+  Returns:
+    {name: results}, the checkpoint first.
+  """
+  predictors = []
+  if FLAGS.checkpoint_dir:
+    runner = experiment.make_runner(model_config, FLAGS.checkpoint_dir,
+                                    descriptor.ignore_label)
+    checkpoint = runner.restore_model(FLAGS.checkpoint_dir)
+    predictors.append((format_runners.KerasPredictor(
+        runner.model, scales, FLAGS.add_flipped_images), checkpoint))
+  for path in FLAGS.model_path or ():
+    predictors.append((format_runners.load_predictor(path), path))
+  formats = {}
+  for predictor, source in predictors:
+    name = _unique_name(predictor.name, formats)
+    first = not formats
+    vis_dir = None
+    if FLAGS.save_predictions:
+      vis_dir = os.path.join(FLAGS.eval_logdir, "predictions",
+                             *(() if len(predictors) == 1 else (name,)))
+    results = format_eval.evaluate_predictor(
+        predictor,
+        format_eval.iter_examples(FLAGS.dataset_dir, FLAGS.eval_split,
+                                  FLAGS.num_eval_images or None),
+        num_classes=model_config.num_classes,
+        ignore_label=descriptor.ignore_label,
+        vis_dir=vis_dir, colormap=descriptor.colormap,
+        cityscapes_results_dir=FLAGS.cityscapes_results_dir if first else None,
+        num_images=FLAGS.num_eval_images or None)
+    results["checkpoint_path" if predictor.name == "keras" else
+            "model_path"] = source
+    formats[name] = results
+  return formats
 
 
 def main(argv):
   del argv
-  common_flags.require_flag("checkpoint_dir")
+  if not FLAGS.checkpoint_dir and not FLAGS.model_path:
+    raise flags.ValidationError(
+        "Pass --checkpoint_dir and/or --model_path (the model to evaluate).")
   common_flags.require_flag("eval_logdir")
   common_flags.require_flag("dataset_dir")
+  scales = multiscale.validate_scales(FLAGS.eval_scales, "eval_scales")
+  if FLAGS.model_path and not multiscale.is_single_pass(
+      scales, FLAGS.add_flipped_images):
+    logging.warning("--eval_scales/--add_flipped_images apply to "
+                    "--checkpoint_dir only; exported models use the "
+                    "--inference_scales they were exported with.")
   descriptor = common_flags.dataset_descriptor_from_flags()
   model_config = common_flags.model_config_from_flags(descriptor.num_classes)
+  tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.eval_split)
+  full_image = not FLAGS.eval_crop_size
+
+  if (FLAGS.model_path or FLAGS.save_predictions or
+      FLAGS.cityscapes_results_dir or FLAGS.num_eval_images):
+    formats = evaluate_per_image(descriptor, model_config, scales)
+    primary = next(iter(formats.values()))
+    path = write_metrics(FLAGS.eval_logdir, primary, descriptor.class_names,
+                         formats if len(formats) > 1 else None)
+    print(format_table(formats))
+    print(f"metrics={path}")
+    return
+
   data_config = config_lib.DataConfig(
       dataset=FLAGS.dataset,
       ignore_label=descriptor.ignore_label,
       dataset_dir=FLAGS.dataset_dir,
       split=FLAGS.eval_split,
-      batch_size=FLAGS.eval_batch_size,
-      crop_size=common_flags.crop_size_from_flag(FLAGS.eval_crop_size,
-                                                 "eval_crop_size"),
+      batch_size=1 if full_image else FLAGS.eval_batch_size,
+      crop_size=(0, 0) if full_image else common_flags.crop_size_from_flag(
+          FLAGS.eval_crop_size, "eval_crop_size"),
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
       is_training=False)
-  tfrecord_io.list_shards(data_config.dataset_dir, data_config.split)
   runner = experiment.make_runner(model_config, FLAGS.checkpoint_dir,
                                   descriptor.ignore_label,
                                   colormap=descriptor.colormap)
-  input_fn = input_pipeline.make_input_fn(data_config)
+  input_fn = (format_eval.full_image_input_fn(data_config) if full_image
+              else input_pipeline.make_input_fn(data_config))
   evaluated = set()
   while True:
     checkpoint = (tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
@@ -94,7 +236,9 @@ def main(argv):
       time.sleep(FLAGS.eval_interval_secs)
       continue
     results = runner.evaluate(input_fn, checkpoint,
-                              eval_dir=FLAGS.eval_logdir)
+                              eval_dir=FLAGS.eval_logdir,
+                              eval_scales=scales,
+                              add_flipped_images=FLAGS.add_flipped_images)
     evaluated.add(checkpoint)
     path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names)
     logging.info("mIoU %.4f on %d images (step %d); wrote %s",

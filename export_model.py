@@ -1,24 +1,59 @@
-"""Exports a trained DeepLab checkpoint for serving (official flag names).
+"""Exports a trained DeepLab checkpoint (official `export_model.py` flags).
 
-Writes a SavedModel in TF Serving's versioned layout, `export_path/<version>/`.
-Its `serving_default` signature takes a uint8 image batch `ImageTensor`
-[B, H, W, 3] of any size and returns `semantic_predictions` (int32 labels at
-the input size) and `probabilities`.
+Writes one version folder `export_path/<version>/` in TF Serving's layout,
+atomically (written aside, renamed when complete). It holds:
+
+* the SavedModel: `serving_default` takes `ImageTensor`, a uint8 batch
+  [B, H, W, 3] of any size, and returns `semantic_predictions` (int32 labels
+  at the input size) and `probabilities`; `serving_encoded` takes
+  `image_bytes`, encoded JPEG/PNG strings, for REST clients;
+* and, per --export_formats:
+  - `frozen_inference_graph.pb`: frozen GraphDef with the official tensor
+    names `ImageTensor:0` -> `SemanticPredictions:0`,
+    `SemanticProbabilities:0`;
+  - `deeplab_float32.tflite`, `deeplab_float16.tflite`: fixed input
+    --crop_size, float32 pixels in, labels and probabilities out;
+  - `deeplab_int8.tflite`: full-integer, uint8 in and out, calibrated on
+    --representative_dataset_dir / --representative_split;
+  - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels, probabilities
+    and logits out.
+
+Pre-processing, multi-scale/flip averaging (--inference_scales,
+--add_flipped_images) and softmax live inside every exported graph.
 
 Example:
 
-  python -m deeplab.export_model \
-    --checkpoint_path=/runs/voc --export_path=/models/deeplab \
-    --model_variant=mobilenet_v2 --num_classes=21
+  python -m deeplab.export_model \\
+    --checkpoint_path=/runs/voc --export_path=/models/deeplab \\
+    --model_variant=mobilenet_v2 --num_classes=21 --crop_size=513,513 \\
+    --export_formats=saved_model,frozen_graph,tflite_float32,tflite_int8,onnx \\
+    --representative_dataset_dir=/data/voc/tfrecord
 """
+
+import os
 
 from absl import flags
 from absl import logging
 
 from deeplab import common_flags
+from deeplab.core import exporter
 from deeplab.core import experiment
+from deeplab.core import frozen_graph
+from deeplab.core import multiscale
+from deeplab.core import onnx_export
+from deeplab.core import tflite_export
 
 FLAGS = flags.FLAGS
+
+EXPORT_FORMATS = ("saved_model", "frozen_graph", "tflite_float32",
+                  "tflite_float16", "tflite_int8", "onnx")
+FILE_NAMES = {
+    "frozen_graph": frozen_graph.FROZEN_GRAPH_NAME,
+    "tflite_float32": "deeplab_float32.tflite",
+    "tflite_float16": "deeplab_float16.tflite",
+    "tflite_int8": "deeplab_int8.tflite",
+    "onnx": "deeplab.onnx",
+}
 
 flags.DEFINE_string("checkpoint_path", None,
                     "Checkpoint prefix, or a train_logdir (its latest "
@@ -29,30 +64,112 @@ flags.DEFINE_integer("export_version", None,
                      "Version folder to write; the next free integer when "
                      "unset. An existing version is never overwritten.")
 flags.DEFINE_list("crop_size", None,
-                  "Accepted for compatibility with official export_model.py; "
-                  "the export takes any input size.")
+                  "'height,width' of the fixed TFLite input (official "
+                  "crop_size). The SavedModel, frozen graph and ONNX take "
+                  "any size.")
 flags.DEFINE_multi_float("inference_scales", [1.0],
-                         "Scales for multi-scale inference.")
-flags.DEFINE_boolean("add_flipped_images", False,
-                     "Also run on left-right flipped images.")
+                         "Scales for multi-scale inference; repeat the flag.")
+if "add_flipped_images" not in FLAGS:  # Also defined by evaluate.py.
+  flags.DEFINE_boolean("add_flipped_images", False,
+                       "Also average left-right flipped inputs.")
+flags.DEFINE_list("export_formats", ["saved_model"],
+                  f"Formats to write, from {list(EXPORT_FORMATS)}. The "
+                  "SavedModel is always written.")
+flags.DEFINE_string("representative_dataset_dir", None,
+                    "TFRecord folder whose images calibrate int8 TFLite.")
+flags.DEFINE_string("representative_split", "train",
+                    "Split of --representative_dataset_dir to calibrate on.")
+flags.DEFINE_integer("num_representative_images", 100,
+                     "Images used for int8 calibration.")
+
+
+def _parse_formats(values):
+  formats = [v.strip() for v in values if v.strip()]
+  unknown = sorted(set(formats) - set(EXPORT_FORMATS))
+  if unknown:
+    raise ValueError(f"--export_formats: unknown {unknown}; known: "
+                     f"{list(EXPORT_FORMATS)}.")
+  return formats
+
+
+def make_writers(model, formats, scales, add_flipped_images, crop_size,
+                 representative_dir, representative_split,
+                 num_representative_images):
+  """{file name: write(path)} for every non-SavedModel format."""
+  writers = {}
+  needs_size = [f for f in formats if f.startswith("tflite")]
+  if needs_size and not crop_size:
+    raise ValueError(f"{needs_size} need --crop_size (the fixed TFLite "
+                     "input 'height,width').")
+  if "tflite_int8" in formats and not representative_dir:
+    raise ValueError("tflite_int8 needs --representative_dataset_dir (a "
+                     "TFRecord folder) to calibrate on.")
+  for export_format in formats:
+    if export_format == "frozen_graph":
+      writers[FILE_NAMES[export_format]] = (
+          lambda path: frozen_graph.write_frozen_graph(
+              model, path, scales, add_flipped_images))
+    elif export_format == "onnx":
+      writers[FILE_NAMES[export_format]] = (
+          lambda path: onnx_export.write_onnx(model, path, scales,
+                                              add_flipped_images))
+    elif export_format.startswith("tflite"):
+      quantization = export_format.split("_", 1)[1]
+
+      def write(path, quantization=quantization):
+        images = None
+        if quantization == "int8":
+          images = tflite_export.images_from_tfrecords(
+              representative_dir, representative_split, crop_size,
+              num_representative_images)
+        data = tflite_export.convert(model, crop_size, quantization, images,
+                                     scales, add_flipped_images)
+        with open(path, "wb") as f:  # Inside the temporary version folder.
+          f.write(data)
+
+      writers[FILE_NAMES[export_format]] = write
+  return writers
 
 
 def main(argv):
   del argv
   common_flags.require_flag("checkpoint_path")
   common_flags.require_flag("export_path")
-  if list(FLAGS.inference_scales) != [1.0] or FLAGS.add_flipped_images:
-    raise ValueError(
-        "--inference_scales other than [1.0] and --add_flipped_images are "
-        "not supported by this version of export_model.py.")
+  formats = _parse_formats(FLAGS.export_formats)
+  scales = multiscale.validate_scales(FLAGS.inference_scales,
+                                      "inference_scales")
+  crop_size = (common_flags.crop_size_from_flag(FLAGS.crop_size, "crop_size")
+               if FLAGS.crop_size else None)
+  version = FLAGS.export_version
+  if version is not None:
+    target = os.path.join(FLAGS.export_path, str(version))
+    if os.path.exists(target):  # Fail before the slow conversions.
+      raise FileExistsError(
+          f"Export version {target!r} already exists; pass another "
+          "--export_version or remove it.")
   descriptor = common_flags.dataset_descriptor_from_flags()
   model_config = common_flags.model_config_from_flags(descriptor.num_classes)
   runner = experiment.make_runner(model_config, FLAGS.checkpoint_path,
                                   descriptor.ignore_label)
-  path = runner.export(FLAGS.export_path, checkpoint_path=FLAGS.checkpoint_path,
-                       version=FLAGS.export_version)
+  runner.restore_model(FLAGS.checkpoint_path)
+  writers = make_writers(runner.model, formats, scales,
+                         FLAGS.add_flipped_images, crop_size,
+                         FLAGS.representative_dataset_dir,
+                         FLAGS.representative_split,
+                         FLAGS.num_representative_images)
+  path = exporter.export_saved_model(
+      runner.model, FLAGS.export_path, version=version, scales=scales,
+      add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers)
   logging.info("Exported %s", path)
   print(f"Exported SavedModel to {path}")
+  for name in ["saved_model.pb", *writers]:
+    artifact = os.path.join(path, name)
+    size = (sum(os.path.getsize(os.path.join(root, f))
+                for root, _, files in os.walk(path) for f in files
+                if f not in writers)
+            if name == "saved_model.pb" else os.path.getsize(artifact))
+    label = "saved_model (folder)" if name == "saved_model.pb" else name
+    print(f"  {label:<28} {size / 2**20:8.2f} MB  {artifact}")
 
 
 def run():

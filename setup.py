@@ -18,6 +18,7 @@ setuptools.setup(
         "Pillow",
         "scipy",
         "matplotlib",
+        "tqdm",
         "scikit-image",
         "imgviz",
         "pycocotools",
@@ -26,7 +27,12 @@ setuptools.setup(
     extras_require={
         "export": ["tf2onnx~=1.17", "onnxruntime", "ai-edge-litert"],
         "crf": ["pydensecrf2"],
-        "test": ["pytest", "pytest-timeout"],
+        "video": ["opencv-python-headless"],
+        "serving": ["tensorflow-serving-api~=2.21.0"],
+        # Tests exercise every export format and video input.
+        "test": ["pytest", "pytest-timeout", "tf2onnx~=1.17", "onnxruntime",
+                 "ai-edge-litert", "opencv-python-headless",
+                 "tensorflow-serving-api~=2.21.0"],
     },
     entry_points={
         "console_scripts": [

@@ -13,13 +13,18 @@ Rerun with the same --train_logdir to resume from its latest checkpoint.
 
 import dataclasses
 import os
+import sys
 
 from absl import flags
 from absl import logging
 
 from deeplab import common_flags
+from deeplab.core import class_weights
 from deeplab.core import config as config_lib
 from deeplab.core import experiment
+from deeplab.core import learning_rate
+from deeplab.core import preemption
+from deeplab.core import transfer
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 
@@ -32,12 +37,24 @@ flags.DEFINE_string("train_split", "train", "Split to train on.")
 flags.DEFINE_integer("train_batch_size", 8, "Global batch size.")
 flags.DEFINE_list("train_crop_size", "513,513", "Training crop 'height,width'.")
 flags.DEFINE_integer("training_number_of_steps", 30000, "Steps to train.")
-flags.DEFINE_enum("optimizer", "momentum", ["momentum", "adam"], "Optimizer.")
+flags.DEFINE_enum("optimizer", "momentum", list(experiment.OPTIMIZERS),
+                  "Optimizer (official default: momentum).")
+flags.DEFINE_float("adamw_weight_decay", 1e-4,
+                   "Decoupled weight decay of --optimizer=adamw (kernels "
+                   "only).")
 flags.DEFINE_float("base_learning_rate", 0.0001,
                    "Base learning rate (official: 0.007 for VOC with "
                    "pretrained weights).")
-flags.DEFINE_enum("learning_policy", "poly", ["poly", "step"],
+flags.DEFINE_enum("learning_policy", "poly", list(learning_rate.POLICIES),
                   "Learning-rate policy.")
+flags.DEFINE_list("learning_rate_boundaries", [],
+                  "Steps where --learning_policy=piecewise changes rate.")
+flags.DEFINE_list("learning_rate_values", [],
+                  "Rates of --learning_policy=piecewise (one more than the "
+                  "boundaries).")
+flags.DEFINE_integer("warmup_steps", 0, "Linear warmup steps (0: none).")
+flags.DEFINE_float("warmup_learning_rate", 0.0,
+                   "Learning rate at the start of the warmup.")
 flags.DEFINE_float("learning_power", 0.9, "Power of the poly policy.")
 flags.DEFINE_integer("learning_rate_decay_step", 2000,
                      "Decay period of the step policy.")
@@ -51,6 +68,54 @@ flags.DEFINE_float("slow_start_learning_rate", 1e-4,
 flags.DEFINE_float("momentum", 0.9, "Momentum of the momentum optimizer.")
 flags.DEFINE_boolean("fine_tune_batch_norm", True,
                      "Update BatchNorm (needs a batch of about 12 or more).")
+flags.DEFINE_boolean("sync_batch_norm", True,
+                     "Synchronize BatchNorm statistics across replicas when "
+                     "training on more than one.")
+
+# Losses.
+flags.DEFINE_list("label_weights", None,
+                  "Per-class loss weights, one per class (official).")
+flags.DEFINE_enum("class_weighting", "none", list(class_weights.SCHEMES),
+                  "Class weights computed from the training labels "
+                  "(balanced, median_frequency) or adapted from running "
+                  "frequencies (adaptive).")
+flags.DEFINE_float("top_k_percent_pixels", 1.0,
+                   "Hard-pixel mining: train on this fraction of the "
+                   "hardest pixels.")
+flags.DEFINE_integer("hard_example_mining_step", 0,
+                     "Ramp top_k_percent_pixels in over this many steps.")
+flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
+flags.DEFINE_float("focal_gamma", 0.0, "Focal loss gamma (0: cross-entropy).")
+flags.DEFINE_float("focal_alpha", 1.0, "Focal loss alpha.")
+
+# Transfer learning.
+flags.DEFINE_string("tf_initial_checkpoint", None,
+                    "Checkpoint (prefix or folder) to start from when "
+                    "--train_logdir has none.")
+flags.DEFINE_boolean("initialize_last_layer", True,
+                     "Also load the last layers from --tf_initial_checkpoint "
+                     "(false when the number of classes changes).")
+flags.DEFINE_boolean("last_layers_contain_logits_only", False,
+                     "The last layers are only the logits (else also ASPP "
+                     "and the decoder).")
+flags.DEFINE_float("last_layer_gradient_multiplier", 1.0,
+                   "Gradient multiplier of the last layers.")
+flags.DEFINE_enum("freeze_level", "none", list(transfer.FREEZE_LEVELS),
+                  "Layers frozen during the transfer stage: backbone, or all "
+                  "but the logits.")
+flags.DEFINE_integer("transfer_steps", 0,
+                     "Length of the --freeze_level stage, then everything "
+                     "trains (0: the whole run).")
+
+# Speed.
+flags.DEFINE_enum("mixed_precision", "", list(experiment.MIXED_PRECISION),
+                  "Mixed precision: float16 (with loss scaling) or bfloat16.")
+flags.DEFINE_boolean("jit_compile", False,
+                     "Compile the training step with XLA (measure first: "
+                     "slower on CPU).")
+flags.DEFINE_boolean("keep_best_checkpoint", True,
+                     "With --eval_online, keep the best-mIoU checkpoint in "
+                     "train_logdir/best.")
 flags.DEFINE_float("min_scale_factor", 0.5, "Smallest random scale.")
 flags.DEFINE_float("max_scale_factor", 2.0, "Largest random scale.")
 flags.DEFINE_float("scale_factor_step_size", 0.25,
@@ -72,8 +137,12 @@ flags.DEFINE_list("eval_crop_size", "513,513",
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for --eval_online.")
 flags.DEFINE_enum("distribution_strategy", "default",
                   ["default", "one_device", "mirrored",
-                   "multi_worker_mirrored"], "tf.distribute strategy.")
+                   "multi_worker_mirrored", "tpu"],
+                  "tf.distribute strategy (multi_worker_mirrored reads "
+                  "TF_CONFIG). default with --num_gpus>1 means mirrored.")
 flags.DEFINE_integer("num_gpus", 1, "GPUs for the mirrored strategy.")
+flags.DEFINE_string("tpu", "", "TPU name or address for --distribution_"
+                    "strategy=tpu.")
 flags.DEFINE_boolean("deterministic", False,
                      "Reproducible input order and augmentation.")
 flags.DEFINE_integer("seed", 0, "Seed for --deterministic.")
@@ -85,6 +154,11 @@ def configs_from_flags():
   common_flags.require_flag("dataset_dir")
   descriptor = common_flags.dataset_descriptor_from_flags()
   model_config = common_flags.model_config_from_flags(descriptor.num_classes)
+  if not FLAGS["weight_decay"].present:
+    # Official: 4e-5, and 1e-4 for ResNet backbones.
+    model_config = dataclasses.replace(
+        model_config, weight_decay=experiment.default_weight_decay(
+            model_config.model_variant))
   data_config = config_lib.DataConfig(
       dataset=FLAGS.dataset,
       ignore_label=descriptor.ignore_label,
@@ -100,7 +174,8 @@ def configs_from_flags():
       scale_factor_step_size=FLAGS.scale_factor_step_size,
       is_training=True,
       deterministic=FLAGS.deterministic,
-      seed=FLAGS.seed)
+      seed=FLAGS.seed,
+      **common_flags.augmentation_kwargs_from_flags())
   train_config = config_lib.TrainConfig(
       train_logdir=FLAGS.train_logdir,
       training_number_of_steps=FLAGS.training_number_of_steps,
@@ -119,8 +194,69 @@ def configs_from_flags():
       save_interval_secs=FLAGS.save_interval_secs,
       max_to_keep=FLAGS.max_to_keep,
       log_steps=FLAGS.log_steps,
-      image_summary_steps=FLAGS.image_summary_steps)
+      image_summary_steps=FLAGS.image_summary_steps,
+      learning_rate_boundaries=config_lib.parse_int_list(
+          FLAGS.learning_rate_boundaries, "learning_rate_boundaries"),
+      learning_rate_values=_parse_floats(FLAGS.learning_rate_values,
+                                         "learning_rate_values"),
+      warmup_steps=FLAGS.warmup_steps,
+      warmup_learning_rate=FLAGS.warmup_learning_rate,
+      adamw_weight_decay=FLAGS.adamw_weight_decay,
+      label_weights=(_parse_floats(FLAGS.label_weights, "label_weights")
+                     if FLAGS.label_weights else None),
+      class_weighting=FLAGS.class_weighting,
+      top_k_percent_pixels=FLAGS.top_k_percent_pixels,
+      hard_example_mining_step=FLAGS.hard_example_mining_step,
+      label_smoothing=FLAGS.label_smoothing,
+      focal_gamma=FLAGS.focal_gamma,
+      focal_alpha=FLAGS.focal_alpha,
+      tf_initial_checkpoint=FLAGS.tf_initial_checkpoint or "",
+      initialize_last_layer=FLAGS.initialize_last_layer,
+      last_layers_contain_logits_only=FLAGS.last_layers_contain_logits_only,
+      last_layer_gradient_multiplier=FLAGS.last_layer_gradient_multiplier,
+      freeze_level=FLAGS.freeze_level,
+      transfer_steps=FLAGS.transfer_steps,
+      mixed_precision=FLAGS.mixed_precision,
+      jit_compile=FLAGS.jit_compile,
+      deterministic=FLAGS.deterministic,
+      seed=FLAGS.seed,
+      keep_best_checkpoint=FLAGS.keep_best_checkpoint)
+  # Fail on bad loss options before anything is built.
+  experiment.make_loss_config(train_config)
   return descriptor, model_config, data_config, train_config
+
+
+def _parse_floats(values, flag_name):
+  try:
+    return tuple(float(v) for v in values or ())
+  except ValueError:
+    raise ValueError(f"--{flag_name} expects comma-separated numbers, got "
+                     f"{values!r}.") from None
+
+
+def _strategy_from_flags():
+  name = FLAGS.distribution_strategy
+  if name == "default" and FLAGS.num_gpus > 1:
+    name = "mirrored"
+  return experiment.make_strategy(name, FLAGS.num_gpus, tpu_address=FLAGS.tpu)
+
+
+def _train(runner, data_config, train_config):
+  """Trains (with online evaluation if asked); returns the final step."""
+  train_input_fn = input_pipeline.make_input_fn(data_config)
+  if not FLAGS.eval_online:
+    return runner.train(train_input_fn, train_config.training_number_of_steps)
+  eval_config = dataclasses.replace(
+      data_config, split=FLAGS.eval_split, batch_size=FLAGS.eval_batch_size,
+      crop_size=common_flags.crop_size_from_flag(FLAGS.eval_crop_size,
+                                                 "eval_crop_size"),
+      is_training=False)
+  tfrecord_io.list_shards(eval_config.dataset_dir, eval_config.split)
+  results = runner.train_and_evaluate(
+      train_input_fn, input_pipeline.make_input_fn(eval_config),
+      train_config.training_number_of_steps, FLAGS.eval_online,
+      eval_dir=os.path.join(train_config.train_logdir, "eval"))
+  return results["global_step"]
 
 
 def main(argv):
@@ -128,31 +264,36 @@ def main(argv):
   descriptor, model_config, data_config, train_config = configs_from_flags()
   # Fail before building anything when the data is missing.
   tfrecord_io.list_shards(data_config.dataset_dir, data_config.split)
-  strategy = experiment.make_strategy(FLAGS.distribution_strategy,
-                                      FLAGS.num_gpus)
+  if train_config.deterministic:
+    # Same seed, same op results: a resumed run repeats an uninterrupted one.
+    import keras  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(train_config.seed)
+    tf.config.experimental.enable_op_determinism()
+  strategy = _strategy_from_flags()
+  if FLAGS.sync_batch_norm and strategy.num_replicas_in_sync > 1:
+    model_config = dataclasses.replace(model_config, sync_batch_norm=True)
+  label_weights = None
+  if train_config.class_weighting in ("balanced", "median_frequency"):
+    label_weights = class_weights.class_weights_from_tfrecords(
+        data_config.dataset_dir, data_config.split, model_config.num_classes,
+        descriptor.ignore_label, train_config.class_weighting)
   runner = experiment.make_runner(
       model_config, train_config.train_logdir, descriptor.ignore_label,
       train_config=train_config, strategy=strategy,
-      colormap=descriptor.colormap)
-  logging.info("Training %s on %s/%s for %d steps into %s",
+      colormap=descriptor.colormap, label_weights=label_weights)
+  logging.info("Training %s on %s/%s for %d steps into %s (%d replicas)",
                model_config.model_variant, data_config.dataset,
                data_config.split, train_config.training_number_of_steps,
-               train_config.train_logdir)
-  train_input_fn = input_pipeline.make_input_fn(data_config)
-  if FLAGS.eval_online:
-    eval_config = dataclasses.replace(
-        data_config, split=FLAGS.eval_split, batch_size=FLAGS.eval_batch_size,
-        crop_size=common_flags.crop_size_from_flag(FLAGS.eval_crop_size,
-                                                   "eval_crop_size"),
-        is_training=False)
-    tfrecord_io.list_shards(eval_config.dataset_dir, eval_config.split)
-    results = runner.train_and_evaluate(
-        train_input_fn, input_pipeline.make_input_fn(eval_config),
-        train_config.training_number_of_steps, FLAGS.eval_online,
-        eval_dir=os.path.join(train_config.train_logdir, "eval"))
-    step = results["global_step"]
-  else:
-    step = runner.train(train_input_fn, train_config.training_number_of_steps)
+               train_config.train_logdir, strategy.num_replicas_in_sync)
+  try:
+    step = _train(runner, data_config, train_config)
+  except preemption.TrainingPreempted as stopped:
+    logging.warning("%s", stopped)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+  except FloatingPointError as error:
+    logging.error("%s", error)
+    sys.exit(f"ERROR: {error}")
   logging.info("Training finished at step %d; checkpoints in %s", step,
                train_config.train_logdir)
 

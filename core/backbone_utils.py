@@ -61,7 +61,8 @@ class OutputStrideTracker:
     return unit_stride, unit_rate
 
 
-def fixed_padding(x, kernel_size: int, rate: int = 1, name: Optional[str] = None):
+def fixed_padding(x, kernel_size: int, rate: int = 1,
+                  name: Optional[str] = None):
   """Pads `x` as official `fixed_padding` (for a 'VALID' strided conv)."""
   effective = kernel_size + (kernel_size - 1) * (rate - 1)
   total = effective - 1

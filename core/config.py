@@ -38,6 +38,31 @@ class ModelConfig:
     weight_decay: L2 weight decay on conv kernels, in the official (slim)
       convention `weight_decay * sum(w**2) / 2`.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
+    multi_grid: Unit rates of the last backbone block (official
+      `--multi_grid`, e.g. (1, 2, 4)); None takes the variant's default.
+    head: `aspp` (ASPP + optional v3+ decoder, official) or `lr_aspp`
+      (Lite R-ASPP of MobileNetV3, fed by the backbone's final feature and
+      its stride-`decoder_output_stride` endpoint, default 8).
+    image_pooling_crop_size: (height, width): ASPP image pooling averages
+      over a window of `(crop - 1) // output_stride + 1` feature pixels
+      instead of globally (official flag).
+    image_pooling_stride: Stride of that window (official flag).
+    aspp_with_concat_projection: Project the ASPP concatenation.
+    aspp_with_squeeze_and_excitation: Image pooling gates ASPP instead of
+      being concatenated (MobileNetV3 head).
+    image_se_uses_qsigmoid: That gate is a hard sigmoid.
+    aspp_branches: Custom ASPP branches (see `aspp.parse_branches`),
+      replacing atrous_rates / aspp_with_separable_conv /
+      add_image_level_feature.
+    decoder_use_sum_merge: Sum-merge decoder (MobileNetV3 head).
+    decoder_output_is_logits: The decoder's output is the logits (its
+      filters are num_classes; no separate logits layer).
+    use_bounded_activation: ReLU6 instead of ReLU in the head and the
+      ResNet and Xception backbones (official flag, for quantization).
+    quant_friendly: Quantization-friendly separable convs (no BN or
+      activation after depthwise convs, ReLU instead of ReLU6) in the
+      MobileNet backbones and the head.
+    boundary_refinement: Add a boundary-refinement block on the logits.
   """
 
   model_variant: str = "mobilenet_v2"
@@ -57,6 +82,19 @@ class ModelConfig:
   batch_norm_epsilon: float = 1e-3
   weight_decay: float = 4e-5
   sync_batch_norm: bool = False
+  multi_grid: Optional[Tuple[int, ...]] = None
+  head: str = "aspp"
+  image_pooling_crop_size: Optional[Tuple[int, int]] = None
+  image_pooling_stride: Tuple[int, int] = (1, 1)
+  aspp_with_concat_projection: bool = True
+  aspp_with_squeeze_and_excitation: bool = False
+  image_se_uses_qsigmoid: bool = False
+  aspp_branches: Optional[Tuple[dict, ...]] = None
+  decoder_use_sum_merge: bool = False
+  decoder_output_is_logits: bool = False
+  use_bounded_activation: bool = False
+  quant_friendly: bool = False
+  boundary_refinement: bool = False
 
   def __post_init__(self):
     if self.output_stride not in (8, 16, 32):
@@ -70,6 +108,27 @@ class ModelConfig:
       raise ValueError(
           "--atrous_rates takes three rates (e.g. 6,12,18 at output_stride "
           f"16) or none, got {list(self.atrous_rates)}.")
+    if self.multi_grid is not None:
+      self.multi_grid = tuple(int(r) for r in self.multi_grid)
+      if len(self.multi_grid) != 3 or min(self.multi_grid) < 1:
+        raise ValueError(
+            "--multi_grid takes three positive rates (e.g. 1,2,4), got "
+            f"{list(self.multi_grid)}.")
+    if self.head not in ("aspp", "lr_aspp"):
+      raise ValueError(f"--head must be aspp or lr_aspp, got {self.head!r}.")
+    if self.image_pooling_crop_size is not None:
+      self.image_pooling_crop_size = tuple(
+          int(v) for v in self.image_pooling_crop_size)
+      if len(self.image_pooling_crop_size) != 2:
+        raise ValueError("--image_pooling_crop_size takes 'height,width', got "
+                         f"{list(self.image_pooling_crop_size)}.")
+    self.image_pooling_stride = tuple(int(v) for v in self.image_pooling_stride)
+    if len(self.image_pooling_stride) != 2 or min(self.image_pooling_stride) < 1:
+      raise ValueError("--image_pooling_stride takes two positive integers, "
+                       f"got {list(self.image_pooling_stride)}.")
+    if self.decoder_output_is_logits and self.decoder_output_stride is None:
+      raise ValueError("--decoder_output_is_logits needs "
+                       "--decoder_output_stride.")
     if (self.decoder_output_stride is not None and
         self.decoder_output_stride >= self.output_stride):
       raise ValueError(
@@ -102,6 +161,8 @@ class DataConfig:
     deterministic: Make the input order reproducible.
     seed: Seed of shuffling and augmentation when deterministic.
     cache: Cache decoded examples in memory (small datasets).
+    max_rotation_degrees ... gridmask_max_period: Extra training
+      augmentations, all off by default; see `deeplab.datasets.augment`.
   """
 
   dataset: str = "pascal_voc_seg"
@@ -121,6 +182,19 @@ class DataConfig:
   deterministic: bool = False
   seed: int = 0
   cache: bool = False
+  # Extra augmentations (deeplab.datasets.augment.AugmentParams); 0 = off.
+  max_rotation_degrees: float = 0.
+  brightness_max_delta: float = 0.
+  contrast_max_delta: float = 0.
+  saturation_max_delta: float = 0.
+  hue_max_delta: float = 0.
+  blur_probability: float = 0.
+  blur_max_sigma: float = 1.5
+  noise_stddev: float = 0.
+  gridmask_probability: float = 0.
+  gridmask_ratio: float = 0.5
+  gridmask_min_period: int = 32
+  gridmask_max_period: int = 128
 
 
 @dataclasses.dataclass
@@ -130,9 +204,10 @@ class TrainConfig:
   Attributes:
     train_logdir: Folder for checkpoints and TensorBoard summaries.
     training_number_of_steps: Total number of optimiser steps.
-    optimizer: `momentum` (official default) or `adam`.
+    optimizer: `momentum` (official default), `adam`, `adamw` or `rmsprop`.
     base_learning_rate: Learning rate at step 0 (after slow start).
-    learning_policy: `poly` or `step`.
+    learning_policy: `poly`, `step`, `exponential`, `cosine` or
+      `piecewise`.
     learning_power: Power of the poly policy.
     learning_rate_decay_step: Step of the step policy.
     learning_rate_decay_factor: Factor of the step policy.
@@ -146,6 +221,37 @@ class TrainConfig:
     max_to_keep: Checkpoints kept in `train_logdir`.
     log_steps: Log (and write scalar summaries) every this many steps.
     image_summary_steps: Write image summaries every this many steps (0: off).
+    learning_rate_boundaries: Steps where the `piecewise` policy changes.
+    learning_rate_values: Rates of the `piecewise` policy (one more).
+    warmup_steps: Linear warmup length (0: none).
+    warmup_learning_rate: Rate at the start of the warmup.
+    adamw_weight_decay: Decoupled weight decay of `adamw`, on kernels only.
+    label_weights: Per-class loss weights (official `label_weights`).
+    class_weighting: `none`, `balanced` or `median_frequency` (computed from
+      the training split's labels) or `adaptive` (running frequencies).
+    top_k_percent_pixels: Hard-pixel mining fraction (1.0: all pixels).
+    hard_example_mining_step: Steps over which mining ramps in.
+    label_smoothing: Label smoothing of the cross-entropy targets.
+    focal_gamma: Focal-loss exponent (0: plain cross-entropy).
+    focal_alpha: Focal-loss balance factor.
+    tf_initial_checkpoint: Checkpoint (or train_logdir) to start from when
+      `train_logdir` has no checkpoint yet.
+    initialize_last_layer: Also load the last layers from it.
+    last_layers_contain_logits_only: Last layers are the logits only (else
+      ASPP, decoder and logits).
+    last_layer_gradient_multiplier: Gradient multiplier of the last layers
+      (biases get twice it, as official DeepLab).
+    freeze_level: `none`, `backbone` (train ASPP, decoder and logits) or
+      `all_but_logits` (train only the logits).
+    transfer_steps: Keep `freeze_level` for this many steps, then fine-tune
+      everything (0: for the whole run).
+    mixed_precision: ``, `float16` (with loss scaling) or `bfloat16`.
+    jit_compile: Compile the training step with XLA.
+    deterministic: Reproducible training: op determinism, seeded weights,
+      and the input iterator's position saved in checkpoints.
+    seed: Seed used when `deterministic`.
+    keep_best_checkpoint: With online evaluation, keep the checkpoint of
+      the best mIoU in `train_logdir/best`.
   """
 
   train_logdir: str = ""
@@ -166,6 +272,29 @@ class TrainConfig:
   max_to_keep: int = 5
   log_steps: int = 50
   image_summary_steps: int = 500
+  learning_rate_boundaries: Tuple[int, ...] = ()
+  learning_rate_values: Tuple[float, ...] = ()
+  warmup_steps: int = 0
+  warmup_learning_rate: float = 0.0
+  adamw_weight_decay: float = 1e-4
+  label_weights: Optional[Tuple[float, ...]] = None
+  class_weighting: str = "none"
+  top_k_percent_pixels: float = 1.0
+  hard_example_mining_step: int = 0
+  label_smoothing: float = 0.0
+  focal_gamma: float = 0.0
+  focal_alpha: float = 1.0
+  tf_initial_checkpoint: str = ""
+  initialize_last_layer: bool = True
+  last_layers_contain_logits_only: bool = False
+  last_layer_gradient_multiplier: float = 1.0
+  freeze_level: str = "none"
+  transfer_steps: int = 0
+  mixed_precision: str = ""
+  jit_compile: bool = False
+  deterministic: bool = False
+  seed: int = 0
+  keep_best_checkpoint: bool = True
 
 
 @dataclasses.dataclass

@@ -42,6 +42,15 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
     weight_decay: Slim-convention L2 weight decay on conv kernels.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     align_corners: Resize mode of the encoder upsampling.
+    sum_merge: Official `decoder_use_sum_merge` (MobileNetV3 head): project
+      the low-level feature to `filters`, pass the upsampled encoder
+      features through one conv (`decoder_split_sep_conv0` or
+      `decoder_conv0`), and add them.
+    output_is_logits: Official `decoder_output_is_logits`: both convs are
+      1x1 with biases and no BN or activation; `filters` must be the
+      number of classes and the output is the logits.
+    activation: `relu` or `relu6` (official `use_bounded_activation`).
+    quant_friendly: Separable convs without BN after the depthwise conv.
 
   Example:
     >>> encoder = keras.Input((None, None, 256))
@@ -60,9 +69,22 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
                weight_decay: float = 4e-5,
                sync_batch_norm: bool = False,
                align_corners: bool = True,
+               sum_merge: bool = False,
+               output_is_logits: bool = False,
+               activation: str = "relu",
+               quant_friendly: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     self.filters = int(filters)
+    self.sum_merge = bool(sum_merge or output_is_logits)
+    self.output_is_logits = bool(output_is_logits)
+    self.activation = activation
+    self.quant_friendly = bool(quant_friendly)
+    if self.sum_merge:
+      # Official: "the projected filters must be equal to decoder filters",
+      # and a single conv.
+      low_level_filters = filters
+      num_convs = 1
     self.low_level_filters = int(low_level_filters)
     self.use_separable_conv = use_separable_conv
     self.num_convs = int(num_convs)
@@ -79,16 +101,35 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
         batch_norm_momentum=batch_norm_momentum,
         batch_norm_epsilon=batch_norm_epsilon,
         weight_decay=weight_decay,
-        sync_batch_norm=sync_batch_norm)
+        sync_batch_norm=sync_batch_norm,
+        activation=activation)
+    if self.output_is_logits:
+      # Official `decoder_output_is_logits`: plain 1x1 convs with biases,
+      # no BN or activation; their sum is the logits.
+      def plain(name):
+        return keras.layers.Conv2D(
+            self.filters, 1, use_bias=True,
+            kernel_regularizer=deeplab_layers.l2_regularizer(weight_decay),
+            name=name)
+      self.feature_projection = plain("feature_projection0")
+      self.conv0 = plain("decoder_conv0")
+      self.resize = deeplab_layers.ResizeBilinear(align_corners,
+                                                  name="resize")
+      return
     self.feature_projection = deeplab_layers.ConvBNReLU(
         self.low_level_filters, 1, name="feature_projection0", **common)
     self.resize = deeplab_layers.ResizeBilinear(align_corners, name="resize")
     # Each conv is its own attribute: tf.train.Checkpoint does not track
     # Keras layers held in a list attribute, so their weights would be lost.
     for i in range(self.num_convs):
-      if use_separable_conv:
+      if self.sum_merge and use_separable_conv:
         conv = deeplab_layers.SplitSeparableConv2D(
-            self.filters, name=f"decoder_conv{i}", **common)
+            self.filters, quant_friendly=quant_friendly,
+            name=f"decoder_split_sep_conv{i}", **common)
+      elif use_separable_conv:
+        conv = deeplab_layers.SplitSeparableConv2D(
+            self.filters, quant_friendly=quant_friendly,
+            name=f"decoder_conv{i}", **common)
       else:
         conv = deeplab_layers.ConvBNReLU(
             self.filters, 3, name=f"decoder_conv{i}", **common)
@@ -96,12 +137,18 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
 
   @property
   def convs(self):
-    """The 3x3 convs, in order."""
+    """The convs after the merge, in order."""
+    if self.output_is_logits:
+      return [self.conv0]
     return [getattr(self, f"conv{i}") for i in range(self.num_convs)]
 
   def build(self, input_shape):
     encoder_shape, low_level_shape = (tuple(s) for s in input_shape)
     self.feature_projection.build(low_level_shape)
+    if self.sum_merge or self.output_is_logits:
+      self.conv0.build(low_level_shape[:-1] + encoder_shape[-1:])
+      self.built = True
+      return
     shape = low_level_shape[:-1] + (encoder_shape[-1] + self.low_level_filters,)
     for conv in self.convs:
       conv.build(shape)
@@ -110,8 +157,16 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
 
   def call(self, inputs, training=None):
     encoder_features, low_level_features = inputs
-    low_level = self.feature_projection(low_level_features, training=training)
+    if self.output_is_logits:
+      low_level = self.feature_projection(low_level_features)
+    else:
+      low_level = self.feature_projection(low_level_features,
+                                          training=training)
     encoder = self.resize([encoder_features, low_level])
+    if self.output_is_logits:
+      return self.conv0(encoder) + low_level
+    if self.sum_merge:
+      return self.conv0(encoder, training=training) + low_level
     x = ops.concatenate([encoder, low_level], axis=-1)
     for conv in self.convs:
       x = conv(x, training=training)
@@ -133,5 +188,9 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
         "weight_decay": self.weight_decay,
         "sync_batch_norm": self.sync_batch_norm,
         "align_corners": self.align_corners,
+        "sum_merge": self.sum_merge,
+        "output_is_logits": self.output_is_logits,
+        "activation": self.activation,
+        "quant_friendly": self.quant_friendly,
     })
     return config

@@ -1,7 +1,8 @@
 """Builds the DeepLabv3+ Keras model from a `ModelConfig`.
 
 raw pixels -> preprocessing -> backbone -> ASPP -> [decoder] -> logits
--> bilinear upsampling to the input size.
+[-> boundary refinement] -> bilinear upsampling to the input size; or, with
+`head=lr_aspp`, backbone -> Lite R-ASPP (logits) -> upsampling.
 
 Layer names (top level of the returned model):
 
@@ -11,7 +12,9 @@ Layer names (top level of the returned model):
   ImageNet weights straight into the DeepLab model);
 * `aspp`, `decoder` (absent without decoder), `logits` (the 1x1 conv with
   bias: the official "last layer" to skip when fine-tuning with another
-  number of classes), `upsample_logits`.
+  number of classes; absent when `decoder_output_is_logits`, and the whole
+  LR-ASPP head with `head=lr_aspp`), `logits_refinement` (optional
+  boundary refinement), `upsample_logits`.
 """
 
 from typing import Sequence
@@ -20,15 +23,19 @@ from absl import logging
 import keras
 
 from deeplab.core import aspp as aspp_lib
+from deeplab.core import boundary_refinement
 from deeplab.core import config as config_lib
 from deeplab.core import decoder as decoder_lib
 from deeplab.core import layers as deeplab_layers
+from deeplab.core import lr_aspp as lr_aspp_lib
 from deeplab.core import model_variants
 
 LOGITS_LAYER = "logits"
 # Layers that official `last_layers_contain_logits_only=False` treats as
 # "last layers" (not restored when the number of classes changes).
-LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER)
+# Optional boundary refinement of the logits (as many channels as classes).
+REFINEMENT_LAYER = "logits_refinement"
+LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER, REFINEMENT_LAYER)
 
 
 def build_deeplab_model(config: config_lib.ModelConfig,
@@ -50,51 +57,104 @@ def build_deeplab_model(config: config_lib.ModelConfig,
     ValueError: on an unknown `config.model_variant`.
   """
   variant = model_variants.get_model_variant(config.model_variant)
+  activation = "relu6" if config.use_bounded_activation else "relu"
   bn_args = dict(
       batch_norm_momentum=config.batch_norm_momentum,
       batch_norm_epsilon=config.batch_norm_epsilon,
       weight_decay=config.weight_decay,
-      sync_batch_norm=config.sync_batch_norm)
+      sync_batch_norm=config.sync_batch_norm,
+      activation=activation)
 
   # === Encoder ===
   images = keras.Input(shape=tuple(input_shape), dtype="float32", name="image")
   x = deeplab_layers.ImagePreprocessing(
       variant.preprocessing, name="preprocess")(images)
   endpoints = variant.backbone_builder(x, config)
-  features = aspp_lib.ASPP(
-      filters=config.aspp_filters,
-      atrous_rates=config.atrous_rates,
-      use_separable_conv=config.aspp_with_separable_conv,
-      image_pooling=config.add_image_level_feature,
-      dropout_rate=config.aspp_dropout_rate,
-      name="aspp",
-      **bn_args)(endpoints["final"])
+  low_level_name = _low_level_endpoint(variant, config)
+  pool_size = _image_pooling_window(config)
 
-  # === Decoder ===
-  low_level_name = None
-  if config.decoder_output_stride is not None:
-    low_level_name = variant.decoder_endpoints.get(config.decoder_output_stride)
+  if config.head == "lr_aspp":
+    # === Lite R-ASPP head: its output is the logits ===
     if low_level_name is None:
-      logging.warning(
-          "Model variant %s has no decoder endpoint at stride %d (it has %s); "
-          "building without decoder.", variant.name,
-          config.decoder_output_stride, sorted(variant.decoder_endpoints))
-  if low_level_name is not None:
-    features = decoder_lib.DeepLabV3PlusDecoder(
-        filters=config.decoder_filters,
-        low_level_filters=config.low_level_filters,
-        use_separable_conv=config.decoder_use_separable_conv,
-        name="decoder",
-        **bn_args)([features, endpoints[low_level_name]])
+      raise ValueError(
+          f"--head=lr_aspp needs a low-level endpoint: model variant "
+          f"{variant.name} has them at strides "
+          f"{sorted(variant.decoder_endpoints)} (--decoder_output_stride).")
+    logits = lr_aspp_lib.LRASPP(
+        num_classes=config.num_classes, filters=config.aspp_filters,
+        pool_size=pool_size, pool_stride=config.image_pooling_stride,
+        name=LOGITS_LAYER, **bn_args)(
+            [endpoints["final"], endpoints[low_level_name]])
+  else:
+    features = aspp_lib.ASPP(
+        filters=config.aspp_filters,
+        atrous_rates=config.atrous_rates,
+        use_separable_conv=config.aspp_with_separable_conv,
+        image_pooling=config.add_image_level_feature,
+        dropout_rate=config.aspp_dropout_rate,
+        pool_size=pool_size,
+        pool_stride=config.image_pooling_stride,
+        concat_projection=config.aspp_with_concat_projection,
+        squeeze_and_excitation=config.aspp_with_squeeze_and_excitation,
+        se_uses_qsigmoid=config.image_se_uses_qsigmoid,
+        quant_friendly=config.quant_friendly,
+        branches=config.aspp_branches,
+        name="aspp",
+        **bn_args)(endpoints["final"])
 
-  # === Head ===
-  logits = keras.layers.Conv2D(
-      config.num_classes, 1, use_bias=True,
-      kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
-      kernel_regularizer=deeplab_layers.l2_regularizer(config.weight_decay),
-      name=LOGITS_LAYER)(features)
+    # === Decoder ===
+    if low_level_name is not None:
+      decoder_filters = (config.num_classes if config.decoder_output_is_logits
+                         else config.decoder_filters)
+      features = decoder_lib.DeepLabV3PlusDecoder(
+          filters=decoder_filters,
+          low_level_filters=config.low_level_filters,
+          use_separable_conv=config.decoder_use_separable_conv,
+          sum_merge=config.decoder_use_sum_merge,
+          output_is_logits=config.decoder_output_is_logits,
+          quant_friendly=config.quant_friendly,
+          name="decoder",
+          **bn_args)([features, endpoints[low_level_name]])
+
+    # === Logits ===
+    if config.decoder_output_is_logits and low_level_name is not None:
+      logits = features
+    else:
+      logits = keras.layers.Conv2D(
+          config.num_classes, 1, use_bias=True,
+          kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
+          kernel_regularizer=deeplab_layers.l2_regularizer(
+              config.weight_decay),
+          name=LOGITS_LAYER)(features)
+  if config.boundary_refinement:
+    logits = boundary_refinement.BoundaryRefinement(
+        weight_decay=config.weight_decay, name=REFINEMENT_LAYER)(logits)
   # float32 even under a mixed-precision policy: losses and argmax want it.
   outputs = deeplab_layers.ResizeBilinear(
       align_corners=True, dtype="float32",
       name="upsample_logits")([logits, images])
   return keras.Model(images, outputs, name=name)
+
+
+def _low_level_endpoint(variant, config):
+  """The decoder's (or LR-ASPP's) low-level endpoint name, or None."""
+  stride = config.decoder_output_stride
+  if stride is None and config.head == "lr_aspp":
+    stride = 8
+  if stride is None:
+    return None
+  name = variant.decoder_endpoints.get(stride)
+  if name is None:
+    logging.warning(
+        "Model variant %s has no decoder endpoint at stride %d (it has %s); "
+        "building without decoder.", variant.name, stride,
+        sorted(variant.decoder_endpoints))
+  return name
+
+
+def _image_pooling_window(config):
+  """Official image-pooling window: scale_dimension(crop, 1 / OS)."""
+  if config.image_pooling_crop_size is None:
+    return None
+  return tuple((c - 1) // config.output_stride + 1
+               for c in config.image_pooling_crop_size)

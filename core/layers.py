@@ -16,6 +16,9 @@ from keras import ops
 import tensorflow as tf
 
 _PACKAGE = "deeplab"
+# Activations of the conv blocks: official DeepLab's ReLU, or ReLU6 for
+# `use_bounded_activation` (quantization).
+ACTIVATIONS = ("relu", "relu6")
 
 
 # === Helpers ===
@@ -69,6 +72,19 @@ def freeze_batch_norm(model: keras.layers.Layer) -> int:
   return count
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def hard_sigmoid(x):
+  """`relu6(x + 3) / 6`: official DeepLab's `q_sigmoid` (quantizable)."""
+  return ops.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+def clip_6(x):
+  """Clips to [-6, 6]: official Xception's `use_bounded_activation` cap on
+  linear (pre-add) outputs, so that every tensor has a bounded range."""
+  return ops.clip(x, -6.0, 6.0)
+
+
 # === Layers ===
 
 
@@ -119,9 +135,12 @@ class ResizeBilinear(keras.layers.Layer):
     return config
 
 
-PREPROCESSING_MODES = ("zero_mean_unit_range", "imagenet_mean")
+PREPROCESSING_MODES = ("zero_mean_unit_range", "imagenet_mean", "caffe")
 # ImageNet mean RGB that official DeepLab subtracts for non-beta ResNets.
 IMAGENET_MEAN_RGB = (123.15, 115.90, 103.06)
+# Keras Applications' "caffe" mode (ResNet50/101): RGB -> BGR, then this
+# mean (given in RGB order here) is subtracted.
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -132,9 +151,11 @@ class ImagePreprocessing(keras.layers.Layer):
 
   Args:
     mode: `zero_mean_unit_range` (x / 127.5 - 1, official
-      `_preprocess_zero_mean_unit_range`) or `imagenet_mean`
+      `_preprocess_zero_mean_unit_range`), `imagenet_mean`
       (x - [123.15, 115.90, 103.06], official
-      `_preprocess_subtract_imagenet_mean`).
+      `_preprocess_subtract_imagenet_mean`) or `caffe` (Keras
+      Applications' ResNet: x - [123.68, 116.779, 103.939], then RGB ->
+      BGR).
   """
 
   def __init__(self, mode: str = "zero_mean_unit_range", **kwargs):
@@ -148,6 +169,9 @@ class ImagePreprocessing(keras.layers.Layer):
     x = ops.cast(inputs, self.compute_dtype)
     if self.mode == "zero_mean_unit_range":
       return x * (2.0 / 255.0) - 1.0
+    if self.mode == "caffe":
+      x = x - ops.convert_to_tensor(CAFFE_MEAN_RGB, self.compute_dtype)
+      return ops.flip(x, axis=-1)
     return x - ops.convert_to_tensor(IMAGENET_MEAN_RGB, self.compute_dtype)
 
   def compute_output_shape(self, input_shape):
@@ -168,8 +192,13 @@ class _NormalizedConvBase(keras.layers.Layer):
                batch_norm_epsilon: float = 1e-3,
                weight_decay: float = 4e-5,
                sync_batch_norm: bool = False,
+               activation: str = "relu",
                **kwargs):
     super().__init__(**kwargs)
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"Unknown activation {activation!r}; known: "
+                       f"{list(ACTIVATIONS)}.")
+    self.activation = activation
     self.filters = int(filters)
     self.batch_norm_momentum = batch_norm_momentum
     self.batch_norm_epsilon = batch_norm_epsilon
@@ -179,6 +208,9 @@ class _NormalizedConvBase(keras.layers.Layer):
   def _batch_norm(self, name):
     return batch_norm(name, self.batch_norm_momentum, self.batch_norm_epsilon,
                       self.sync_batch_norm)
+
+  def _activate(self, x):
+    return ops.relu6(x) if self.activation == "relu6" else ops.relu(x)
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.filters,)
@@ -191,6 +223,7 @@ class _NormalizedConvBase(keras.layers.Layer):
         "batch_norm_epsilon": self.batch_norm_epsilon,
         "weight_decay": self.weight_decay,
         "sync_batch_norm": self.sync_batch_norm,
+        "activation": self.activation,
     })
     return config
 
@@ -209,6 +242,7 @@ class ConvBNReLU(_NormalizedConvBase):
     batch_norm_epsilon: BatchNorm epsilon.
     weight_decay: Slim-convention L2 weight decay on the kernel.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
+    activation: `relu` (official) or `relu6` (bounded, for quantization).
   """
 
   def __init__(self,
@@ -234,7 +268,7 @@ class ConvBNReLU(_NormalizedConvBase):
     self.built = True
 
   def call(self, inputs, training=None):
-    return ops.relu(self.bn(self.conv(inputs), training=training))
+    return self._activate(self.bn(self.conv(inputs), training=training))
 
   def get_config(self):
     config = super().get_config()
@@ -265,22 +299,28 @@ class SplitSeparableConv2D(_NormalizedConvBase):
     batch_norm_epsilon: BatchNorm epsilon.
     weight_decay: Slim-convention L2 weight decay on the pointwise kernel.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
+    activation: `relu` (official) or `relu6` (bounded, for quantization).
+    quant_friendly: Depthwise conv with bias and no BN or activation
+      after it (Sheng et al. 2018, quantization-friendly separable conv).
   """
 
   def __init__(self,
                filters: int,
                dilation_rate: int = 1,
                kernel_size: int = 3,
+               quant_friendly: bool = False,
                **kwargs):
     super().__init__(filters, **kwargs)
     self.dilation_rate = int(dilation_rate)
     self.kernel_size = int(kernel_size)
+    self.quant_friendly = bool(quant_friendly)
     self.depthwise = keras.layers.DepthwiseConv2D(
         self.kernel_size, padding="same", dilation_rate=self.dilation_rate,
-        use_bias=False,
+        use_bias=self.quant_friendly,
         depthwise_initializer=keras.initializers.TruncatedNormal(stddev=0.33),
         name="depthwise")
-    self.depthwise_bn = self._batch_norm("depthwise_bn")
+    if not self.quant_friendly:
+      self.depthwise_bn = self._batch_norm("depthwise_bn")
     self.pointwise = keras.layers.Conv2D(
         self.filters, 1, use_bias=False,
         kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.06),
@@ -290,19 +330,66 @@ class SplitSeparableConv2D(_NormalizedConvBase):
 
   def build(self, input_shape):
     self.depthwise.build(input_shape)
-    self.depthwise_bn.build(input_shape)
+    if not self.quant_friendly:
+      self.depthwise_bn.build(input_shape)
     self.pointwise.build(input_shape)
     self.pointwise_bn.build(self.compute_output_shape(input_shape))
     self.built = True
 
   def call(self, inputs, training=None):
-    x = ops.relu(self.depthwise_bn(self.depthwise(inputs), training=training))
-    return ops.relu(self.pointwise_bn(self.pointwise(x), training=training))
+    x = self.depthwise(inputs)
+    if not self.quant_friendly:
+      # Quantization-friendly separable convs (Sheng et al. 2018) drop the
+      # BN and activation between depthwise and pointwise.
+      x = self._activate(self.depthwise_bn(x, training=training))
+    return self._activate(self.pointwise_bn(self.pointwise(x),
+                                            training=training))
 
   def get_config(self):
     config = super().get_config()
     config.update({
         "dilation_rate": self.dilation_rate,
         "kernel_size": self.kernel_size,
+        "quant_friendly": self.quant_friendly,
     })
+    return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AtrousMaxPooling2D(keras.layers.Layer):
+  """Stride-1 max pooling over a dilated window ('SAME' padding).
+
+  Where a backbone's strided max pool sits past the output stride, its
+  stride becomes 1 and, like the convs after it, its window must be
+  dilated by the rate so that the dense output, subsampled, equals the
+  strided one (Keras Xception at output stride 8). Keras' MaxPooling2D has
+  no dilation, hence `tf.nn.pool`.
+
+  Args:
+    pool_size: Square window size.
+    dilation_rate: Spacing of the window's taps.
+  """
+
+  def __init__(self, pool_size: int = 3, dilation_rate: int = 1, **kwargs):
+    super().__init__(**kwargs)
+    self.pool_size = int(pool_size)
+    self.dilation_rate = int(dilation_rate)
+
+  def call(self, inputs):
+    # tf.nn.pool has no dilated 'SAME' mode: pad with the dtype's lowest
+    # value (never the maximum), then pool 'VALID'.
+    total = (self.pool_size - 1) * self.dilation_rate
+    begin = total // 2
+    padding = [[0, 0], [begin, total - begin], [begin, total - begin], [0, 0]]
+    x = tf.pad(inputs, padding, constant_values=inputs.dtype.min)
+    return tf.nn.pool(x, [self.pool_size] * 2, "MAX", padding="VALID",
+                      dilations=[self.dilation_rate] * 2)
+
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({"pool_size": self.pool_size,
+                   "dilation_rate": self.dilation_rate})
     return config

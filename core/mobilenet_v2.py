@@ -110,7 +110,8 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
                        batch_norm_momentum: float = 0.9997,
                        batch_norm_epsilon: float = 1e-3,
                        weight_decay: float = 4e-5,
-                       sync_batch_norm: bool = False
+                       sync_batch_norm: bool = False,
+                       quant_friendly: bool = False
                        ) -> Dict[str, keras.KerasTensor]:
   """Adds the DeepLab MobileNetV2 backbone on top of `inputs`.
 
@@ -126,6 +127,9 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
     batch_norm_epsilon: BatchNorm epsilon.
     weight_decay: Slim-convention L2 weight decay on conv kernels.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
+    quant_friendly: Quantization-friendly MobileNet (Sheng et al. 2018):
+      depthwise convs get a bias and no BN or activation after them, and
+      ReLU replaces ReLU6. ImageNet weights then load only partially.
 
   Returns:
     Endpoints by official name (see `endpoint_names()`), e.g.
@@ -157,7 +161,7 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
   def depthwise(strides, rate, name):
     return keras.layers.DepthwiseConv2D(
         3, strides=strides, dilation_rate=rate, padding="same",
-        use_bias=False,
+        use_bias=quant_friendly,
         depthwise_initializer=keras.initializers.TruncatedNormal(
             stddev=_KERNEL_INITIALIZER_STDDEV),
         name=name)
@@ -167,7 +171,7 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
                                      batch_norm_epsilon, sync_batch_norm)
 
   def relu6(name):
-    return keras.layers.ReLU(6.0, name=name)
+    return keras.layers.ReLU(None if quant_friendly else 6.0, name=name)
 
   endpoints = {}
   x = conv(scaled_depth(_FIRST_CONV_FILTERS, depth_multiplier), "Conv1",
@@ -201,8 +205,9 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
       x = relu6(f"{prefix}expand_relu")(x)
       endpoints[f"{endpoint}/expansion_output"] = x
     x = depthwise(layer_stride, layer_rate, f"{prefix}depthwise")(x)
-    x = bn(f"{prefix}depthwise_BN")(x)
-    x = relu6(f"{prefix}depthwise_relu")(x)
+    if not quant_friendly:
+      x = bn(f"{prefix}depthwise_BN")(x)
+      x = relu6(f"{prefix}depthwise_relu")(x)
     endpoints[f"{endpoint}/depthwise_output"] = x
     x = conv(out_channels, f"{prefix}project")(x)
     x = bn(f"{prefix}project_BN")(x)

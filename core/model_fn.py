@@ -7,7 +7,7 @@ it inside `strategy.run` and a `tf.function`, once per replica.
 """
 
 import dataclasses
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -15,6 +15,7 @@ import tensorflow as tf
 from deeplab.core import losses
 from deeplab.core import metrics
 from deeplab.core import multiscale
+from deeplab.core import transfer
 
 
 class ModeKeys:
@@ -39,6 +40,12 @@ class ModelFnParams:
       `eval_scales`); (1.0,) is one plain pass.
     add_flipped_images: Also average left-right flipped inputs (EVAL and
       PREDICT).
+    loss_config: All loss options (`losses.LossConfig`); when None, one is
+      made from `label_weights` and `top_k_percent_pixels`.
+    adaptive_class_weights: Optional `class_weights.AdaptiveClassWeights`,
+      updated by every training batch; its weights replace `label_weights`.
+    gradient_multipliers: Variable path -> gradient multiplier (official
+      `last_layer_gradient_multiplier`).
   """
 
   model: keras.Model
@@ -49,6 +56,17 @@ class ModelFnParams:
   top_k_percent_pixels: float = 1.0
   eval_scales: Sequence[float] = (1.0,)
   add_flipped_images: bool = False
+  loss_config: Optional[losses.LossConfig] = None
+  adaptive_class_weights: Optional[Any] = None
+  gradient_multipliers: Optional[Dict[str, float]] = None
+
+  def get_loss_config(self) -> losses.LossConfig:
+    """`loss_config`, or one made from `label_weights` and `top_k_...`."""
+    if self.loss_config is None:
+      self.loss_config = losses.LossConfig(
+          label_weights=self.label_weights,
+          top_k_percent_pixels=self.top_k_percent_pixels)
+    return self.loss_config
 
 
 @dataclasses.dataclass
@@ -82,11 +100,26 @@ def _predictions(logits: tf.Tensor) -> Dict[str, tf.Tensor]:
   }
 
 
-def _losses(logits, labels, params: ModelFnParams):
-  data_loss = losses.softmax_cross_entropy_loss(
-      logits, labels, params.num_classes, params.ignore_label,
-      label_weights=params.label_weights,
-      top_k_percent_pixels=params.top_k_percent_pixels)
+def _split_outputs(outputs):
+  """(logits, aux_logits or None) of a model with one or two outputs."""
+  if isinstance(outputs, (list, tuple)):
+    return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+  if isinstance(outputs, dict):
+    return outputs["logits"], outputs.get("aux_logits")
+  return outputs, None
+
+
+def _losses(logits, labels, params: ModelFnParams, global_step=None,
+            label_weights=None, aux_logits=None):
+  """(data loss, total loss): cross-entropy (+ aux) and weight decay."""
+  config = params.get_loss_config()
+  data_loss = losses.loss_from_config(
+      logits, labels, params.num_classes, params.ignore_label, config,
+      global_step=global_step, label_weights=label_weights)
+  if aux_logits is not None and config.aux_loss_weight:
+    data_loss += config.aux_loss_weight * losses.loss_from_config(
+        aux_logits, labels, params.num_classes, params.ignore_label, config,
+        global_step=global_step, label_weights=label_weights)
   regularization = (tf.add_n([tf.cast(l, tf.float32)
                               for l in params.model.losses])
                     if params.model.losses else tf.constant(0.0))
@@ -131,15 +164,28 @@ def model_fn(features: Dict[str, tf.Tensor],
     raise ValueError(f"Unknown mode {mode!r}.")
   if params.optimizer is None:
     raise ValueError("model_fn needs params.optimizer in TRAIN mode.")
+  optimizer = params.optimizer
   num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  label_weights = None
+  if params.adaptive_class_weights is not None:
+    label_weights = params.adaptive_class_weights.update(labels)
   with tf.GradientTape() as tape:
-    logits = model(images, training=True)
-    data_loss, loss = _losses(logits, labels, params)
+    # A model with an auxiliary head returns [logits, aux_logits].
+    logits, aux_logits = _split_outputs(model(images, training=True))
+    data_loss, loss = _losses(logits, labels, params,
+                              global_step=optimizer.iterations,
+                              label_weights=label_weights,
+                              aux_logits=aux_logits)
     # Gradients are summed across replicas, so each replica contributes
     # its share of the mean.
     scaled_loss = loss / num_replicas
+    # float16: scale the loss up; the LossScaleOptimizer unscales gradients.
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+      scaled_loss = optimizer.scale_loss(scaled_loss)
   variables = model.trainable_variables
   gradients = tape.gradient(scaled_loss, variables)
-  params.optimizer.apply_gradients(zip(gradients, variables))
+  gradients = transfer.apply_gradient_multipliers(
+      gradients, variables, params.gradient_multipliers)
+  optimizer.apply_gradients(zip(gradients, variables))
   return ModelSpec(mode, _predictions(logits), loss=loss, data_loss=data_loss,
                    train_op=params.optimizer.iterations)

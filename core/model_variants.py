@@ -12,8 +12,12 @@ from typing import Callable, Dict, Mapping, Tuple
 import keras
 
 from deeplab.core import config as config_lib
+from deeplab.core import keras_app_backbones
 from deeplab.core import layers as deeplab_layers
 from deeplab.core import mobilenet_v2
+from deeplab.core import mobilenet_v3
+from deeplab.core import resnet_v1
+from deeplab.core import xception
 
 # builder(preprocessed_images, model_config) -> endpoints. The endpoints must
 # hold "final" (the feature ASPP consumes, at config.output_stride) and every
@@ -30,8 +34,9 @@ class ModelVariant:
     name: The `--model_variant` value.
     backbone_builder: Adds the backbone to a functional graph; see
       `BackboneBuilder`.
-    preprocessing: `zero_mean_unit_range` (x / 127.5 - 1) or
-      `imagenet_mean` (x - ImageNet mean RGB); applied inside the model.
+    preprocessing: `zero_mean_unit_range` (x / 127.5 - 1),
+      `imagenet_mean` (x - ImageNet mean RGB) or `caffe` (Keras
+      Applications' ResNet); applied inside the model.
     decoder_endpoints: decoder_output_stride -> name of the low-level
       endpoint the v3+ decoder fuses (official `DECODER_END_POINTS`).
     default_atrous_rates: ASPP rates the official configs use with this
@@ -60,6 +65,8 @@ class ModelVariant:
     """
     if self.preprocessing == "imagenet_mean":
       return deeplab_layers.IMAGENET_MEAN_RGB
+    if self.preprocessing == "caffe":
+      return deeplab_layers.CAFFE_MEAN_RGB
     return (127.5, 127.5, 127.5)
 
 
@@ -108,7 +115,69 @@ def _build_mobilenet_v2(images, config: config_lib.ModelConfig):
       batch_norm_momentum=config.batch_norm_momentum,
       batch_norm_epsilon=config.batch_norm_epsilon,
       weight_decay=config.weight_decay,
+      sync_batch_norm=config.sync_batch_norm,
+      quant_friendly=config.quant_friendly)
+
+
+def _xception_builder(name):
+  def build(images, config: config_lib.ModelConfig):
+    return xception.build_xception(
+        images, name=name,
+        output_stride=config.output_stride,
+        multi_grid=config.multi_grid or (1, 1, 1),
+        batch_norm_momentum=config.batch_norm_momentum,
+        batch_norm_epsilon=config.batch_norm_epsilon,
+        weight_decay=config.weight_decay,
+        sync_batch_norm=config.sync_batch_norm,
+        use_bounded_activation=config.use_bounded_activation)
+  return build
+
+
+def _resnet_v1_builder(name):
+  def build(images, config: config_lib.ModelConfig):
+    # Official feature_extractor builds every ResNet with BN epsilon 1e-5.
+    return resnet_v1.build_resnet_v1(
+        images, name=name,
+        output_stride=config.output_stride,
+        multi_grid=config.multi_grid,
+        batch_norm_momentum=config.batch_norm_momentum,
+        batch_norm_epsilon=1e-5,
+        weight_decay=config.weight_decay,
+        sync_batch_norm=config.sync_batch_norm,
+        use_bounded_activation=config.use_bounded_activation)
+  return build
+
+
+def _build_keras_resnet(name):
+  def build(images, config: config_lib.ModelConfig):
+    return keras_app_backbones.build_keras_resnet(
+        images, name=name, output_stride=config.output_stride,
+        batch_norm_momentum=config.batch_norm_momentum,
+        weight_decay=config.weight_decay,
+        sync_batch_norm=config.sync_batch_norm)
+  return build
+
+
+def _build_keras_xception(images, config: config_lib.ModelConfig):
+  return keras_app_backbones.build_keras_xception(
+      images, output_stride=config.output_stride,
+      batch_norm_momentum=config.batch_norm_momentum,
+      batch_norm_epsilon=config.batch_norm_epsilon,
+      weight_decay=config.weight_decay,
       sync_batch_norm=config.sync_batch_norm)
+
+
+def _mobilenet_v3_builder(name):
+  def build(images, config: config_lib.ModelConfig):
+    return mobilenet_v3.build_mobilenet_v3(
+        images, name=name, output_stride=config.output_stride,
+        depth_multiplier=config.depth_multiplier,
+        batch_norm_momentum=config.batch_norm_momentum,
+        batch_norm_epsilon=config.batch_norm_epsilon,
+        weight_decay=config.weight_decay,
+        sync_batch_norm=config.sync_batch_norm,
+        quant_friendly=config.quant_friendly)
+  return build
 
 
 # === Registry ===
@@ -123,3 +192,44 @@ register_model_variant(ModelVariant(
         16: "layer_14/depthwise_output",
     },
     default_atrous_rates=()))
+
+for _name in sorted(xception.BLOCKS):
+  register_model_variant(ModelVariant(
+      name=_name,
+      backbone_builder=_xception_builder(_name),
+      preprocessing="zero_mean_unit_range",
+      decoder_endpoints=xception.DECODER_ENDPOINTS[_name],
+      default_atrous_rates=(6, 12, 18)))
+
+for _name, (_depth, _beta) in sorted(resnet_v1.VARIANTS.items()):
+  register_model_variant(ModelVariant(
+      name=_name,
+      backbone_builder=_resnet_v1_builder(_name),
+      # Official: only the beta variants take [-1, 1] inputs.
+      preprocessing="zero_mean_unit_range" if _beta else "imagenet_mean",
+      decoder_endpoints=resnet_v1.DECODER_ENDPOINTS[_depth],
+      default_atrous_rates=(6, 12, 18)))
+
+# Keras Applications architectures (community ports), atrous added.
+for _name in sorted(keras_app_backbones.RESNET_STAGES):
+  register_model_variant(ModelVariant(
+      name=_name,
+      backbone_builder=_build_keras_resnet(_name),
+      preprocessing="caffe",
+      decoder_endpoints=keras_app_backbones.DECODER_ENDPOINTS[_name],
+      default_atrous_rates=(6, 12, 18)))
+
+register_model_variant(ModelVariant(
+    name="xception",
+    backbone_builder=_build_keras_xception,
+    preprocessing="zero_mean_unit_range",
+    decoder_endpoints=keras_app_backbones.DECODER_ENDPOINTS["xception"],
+    default_atrous_rates=(6, 12, 18)))
+
+for _name in sorted(mobilenet_v3.SPECS):
+  register_model_variant(ModelVariant(
+      name=_name,
+      backbone_builder=_mobilenet_v3_builder(_name),
+      preprocessing="zero_mean_unit_range",
+      decoder_endpoints=mobilenet_v3.DECODER_ENDPOINTS[_name],
+      default_atrous_rates=()))

@@ -43,6 +43,15 @@ def is_single_pass(scales: Sequence[float], add_flipped_images: bool) -> bool:
   return tuple(float(s) for s in scales) == (1.0,) and not add_flipped_images
 
 
+def main_logits(outputs) -> tf.Tensor:
+  """The logits of a model output, dropping auxiliary heads if any."""
+  if isinstance(outputs, (list, tuple)):
+    outputs = outputs[0]
+  elif isinstance(outputs, dict):
+    outputs = outputs["logits"]
+  return tf.cast(outputs, tf.float32)
+
+
 def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
   return tf.raw_ops.ResizeBilinear(images=images, size=size,
                                    align_corners=True,
@@ -70,7 +79,7 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
   images = tf.cast(images, tf.float32)
   size = tf.shape(images)[1:3]
   if is_single_pass(scales, add_flipped_images):
-    logits = tf.cast(model(images, training=False), tf.float32)
+    logits = main_logits(model(images, training=False))
     logits = _resize(logits, size)
     return tf.nn.softmax(logits, axis=-1), logits
 
@@ -85,7 +94,7 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
       scaled = _resize(images, tf.maximum(scaled_size, 1))
     for flip in ((False, True) if add_flipped_images else (False,)):
       inputs = tf.reverse(scaled, axis=[2]) if flip else scaled
-      logits = tf.cast(model(inputs, training=False), tf.float32)
+      logits = main_logits(model(inputs, training=False))
       if flip:
         logits = tf.reverse(logits, axis=[2])
       probabilities = tf.nn.softmax(_resize(logits, size), axis=-1)

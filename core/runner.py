@@ -15,6 +15,7 @@ Example:
 """
 
 import dataclasses
+import json
 import os
 import re
 import time
@@ -26,8 +27,11 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab.core import exporter
+from deeplab.core import io_utils
 from deeplab.core import layers as deeplab_layers
 from deeplab.core import metrics as metrics_lib
+from deeplab.core import preemption
+from deeplab.core import transfer
 from deeplab.core.model_fn import ModeKeys
 from deeplab.core.model_fn import ModelFnParams
 
@@ -55,6 +59,42 @@ class RunConfig:
   num_summary_images: int = 3
 
 
+@dataclasses.dataclass
+class TrainOptions:
+  """How the training step is built, beyond the loss and the optimizer.
+
+  Attributes:
+    freeze_level: `none`, `backbone` or `all_but_logits` (see
+      `transfer.apply_freeze_level`).
+    transfer_steps: Keep `freeze_level` until this step, then train
+      everything (0: keep it for the whole run).
+    last_layer_gradient_multiplier: Official gradient multiplier of the
+      last layers (biases get twice it).
+    last_layers_contain_logits_only: The last layers are the logits only.
+    jit_compile: Compile the per-replica step with XLA.
+    save_input_state: Resume the input exactly where it was, so a resumed
+      run sees the batches an uninterrupted run would (`--deterministic`).
+      With one replica the iterator's state is saved in checkpoints (which
+      makes them larger: shuffle buffers); with several, whose distributed
+      iterators cannot be saved, a resumed run skips the batches already
+      consumed (re-reading them once).
+    keep_best_checkpoint: `train_and_evaluate` copies the checkpoint of
+      the best mIoU so far into `model_dir/best`.
+  """
+
+  freeze_level: str = "none"
+  transfer_steps: int = 0
+  last_layer_gradient_multiplier: float = 1.0
+  last_layers_contain_logits_only: bool = False
+  jit_compile: bool = False
+  save_input_state: bool = False
+  keep_best_checkpoint: bool = True
+
+
+BEST_DIR = "best"
+BEST_METRICS = "best_metrics.json"
+
+
 def step_of_checkpoint(path: str) -> int:
   """The global step a checkpoint was saved at, from its `ckpt-N` name."""
   match = _CHECKPOINT_NAME.search(path)
@@ -67,6 +107,15 @@ def _format_duration(seconds: float) -> str:
   minutes, seconds = divmod(rest, 60)
   return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else (
       f"{minutes}:{seconds:02d}")
+
+
+def _seed_generator_states(model: keras.Model) -> list:
+  """The state variables of the Keras seed generators inside `model`."""
+  states = []
+  for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+    for generator in getattr(layer, "_seed_generators", None) or ():
+      states.append(generator.state)
+  return states
 
 
 def colorize(labels: tf.Tensor, colormap: np.ndarray) -> tf.Tensor:
@@ -97,6 +146,12 @@ class Runner:
       (official `fine_tune_batch_norm=False`).
     init_fn: Optional `init_fn(model)` run once when training starts from
       scratch (no checkpoint in `model_dir`), e.g. to load initial weights.
+      Its return value is kept as `init_report`.
+    loss_config: A `losses.LossConfig` (overrides `label_weights` and
+      `top_k_percent_pixels`).
+    adaptive_class_weights: Optional `class_weights.AdaptiveClassWeights`
+      (built under the strategy scope; checkpointed with the model).
+    train_options: A `TrainOptions`.
   """
 
   def __init__(self,
@@ -112,7 +167,10 @@ class Runner:
                label_weights: Optional[Sequence[float]] = None,
                top_k_percent_pixels: float = 1.0,
                freeze_batch_norm: bool = False,
-               init_fn: Optional[Callable[[keras.Model], None]] = None):
+               init_fn: Optional[Callable[[keras.Model], object]] = None,
+               loss_config=None,
+               adaptive_class_weights=None,
+               train_options: Optional[TrainOptions] = None):
     if not model_dir:
       raise ValueError("The runner needs a model_dir (--train_logdir).")
     self.model_fn = model_fn
@@ -126,7 +184,14 @@ class Runner:
     self._freeze_batch_norm = freeze_batch_norm
     self._params = ModelFnParams(
         model=None, num_classes=num_classes, ignore_label=ignore_label,
-        label_weights=label_weights, top_k_percent_pixels=top_k_percent_pixels)
+        label_weights=label_weights, top_k_percent_pixels=top_k_percent_pixels,
+        loss_config=loss_config,
+        adaptive_class_weights=adaptive_class_weights)
+    self.train_options = train_options or TrainOptions()
+    self.init_report = None
+    self.preempted = False
+    self._applied_freeze_level = None
+    self._restored = False
     self._checkpoint = None
     self._manager = None
     # Reused across train()/evaluate() calls (train_and_evaluate), so the
@@ -160,13 +225,44 @@ class Runner:
       self._params.optimizer = optimizer
     return self._params.optimizer
 
+  @property
+  def is_chief(self) -> bool:
+    """Whether this worker writes checkpoints and summaries to `model_dir`.
+
+    Every worker of a MultiWorkerMirroredStrategy must take part in saving
+    (the variables are read collectively); non-chief workers write to a
+    temporary folder that they delete.
+    """
+    resolver = getattr(self.strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().jobs:
+      return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type == "chief":
+      return True
+    has_chief = "chief" in resolver.cluster_spec().jobs
+    return (task_type in (None, "worker") and not has_chief and
+            (task_id or 0) == 0)
+
+  def _checkpoint_dir(self) -> str:
+    if self.is_chief:
+      return self.model_dir
+    resolver = self.strategy.cluster_resolver
+    return os.path.join(self.model_dir,
+                        f"workertemp_{resolver.task_type}_{resolver.task_id}")
+
   def _checkpoint_manager(self) -> tf.train.CheckpointManager:
     if self._manager is None:
       optimizer = self._ensure_optimizer()
-      self._checkpoint = tf.train.Checkpoint(model=self.model,
-                                             optimizer=optimizer)
+      objects = dict(model=self.model, optimizer=optimizer)
+      if self._params.adaptive_class_weights is not None:
+        objects["adaptive_class_weights"] = self._params.adaptive_class_weights
+      # Dropout's random state, so that a resumed run draws the same masks.
+      seed_states = _seed_generator_states(self.model)
+      if seed_states:
+        objects["seed_generators"] = seed_states
+      self._checkpoint = tf.train.Checkpoint(**objects)
       self._manager = tf.train.CheckpointManager(
-          self._checkpoint, self.model_dir,
+          self._checkpoint, self._checkpoint_dir(),
           max_to_keep=self.run_config.max_to_keep,
           step_counter=optimizer.iterations)
     return self._manager
@@ -182,7 +278,11 @@ class Runner:
 
   def _save(self) -> str:
     path = self._checkpoint_manager().save(checkpoint_number=self.global_step)
-    logging.info("Saved checkpoint %s", path)
+    if self.is_chief:
+      logging.info("Saved checkpoint %s", path)
+    else:
+      tf.io.gfile.rmtree(self._checkpoint_dir())
+      path = os.path.join(self.model_dir, os.path.basename(path))
     return path
 
   def restore_model(self, checkpoint_path: Optional[str] = None) -> str:
@@ -214,26 +314,102 @@ class Runner:
 
   # === Training ===
 
-  def _distributed_dataset(self, input_fn):
+  def _distributed_dataset(self, input_fn, skip_steps: int = 0):
+    """The strategy's dataset; with `skip_steps`, fast-forwarded past the
+    batches that many steps consumed (a deterministic resume)."""
+    if skip_steps:
+      logging.info("Fast-forwarding the input past %d steps.", skip_steps)
+      unskipped = input_fn
+
+      def input_fn(context):
+        per_pipeline = max(1, context.num_replicas_in_sync //
+                           max(1, context.num_input_pipelines))
+        return unskipped(context).skip(skip_steps * per_pipeline)
+
     return self.strategy.distribute_datasets_from_function(input_fn)
 
   def _make_train_step(self):
     params = self._params
     model_fn = self.model_fn
+    strategy = self.strategy
 
-    def step_fn(features, labels):
+    def compute(features, labels):
       spec = model_fn(features, labels, ModeKeys.TRAIN, params)
       return spec.loss, spec.data_loss
 
+    if self.train_options.jit_compile:
+      compute = tf.function(compute, jit_compile=True)
+
+    def step_fn(features, labels, stop_flag):
+      # XLA takes no strings (filenames); the model needs only the pixels.
+      features = {k: v for k, v in features.items() if v.dtype != tf.string}
+      loss, data_loss = compute(features, labels)
+      batch = tf.cast(tf.shape(labels)[0], tf.float32)
+      # Agree across replicas (and workers) on stopping after this step, so
+      # all of them save the same step on SIGTERM. (The identity places the
+      # flag on the replica's device, which all_reduce needs.)
+      context = tf.distribute.get_replica_context()
+      stop = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                tf.identity(stop_flag))
+      return loss, data_loss, batch, stop
+
     @tf.function
-    def train_step(iterator):
+    def train_step(iterator, stop_flag):
       features, labels = next(iterator)
-      loss, data_loss = self.strategy.run(step_fn, args=(features, labels))
+      loss, data_loss, batch, stop = strategy.run(
+          step_fn, args=(features, labels, stop_flag))
       mean = tf.distribute.ReduceOp.MEAN
-      return (self.strategy.reduce(mean, loss, axis=None),
-              self.strategy.reduce(mean, data_loss, axis=None))
+      total = tf.distribute.ReduceOp.SUM
+      return (strategy.reduce(mean, loss, axis=None),
+              strategy.reduce(mean, data_loss, axis=None),
+              strategy.reduce(total, batch, axis=None),
+              strategy.reduce(mean, stop, axis=None))
 
     return train_step
+
+  def _checkpoint_input(self) -> bool:
+    """Whether the input position is saved in checkpoints (one replica);
+    with several replicas a deterministic resume fast-forwards instead."""
+    return (self.train_options.save_input_state and
+            self.strategy.num_replicas_in_sync == 1)
+
+  def _freeze_level_at(self, step: int) -> str:
+    options = self.train_options
+    if options.transfer_steps and step >= options.transfer_steps:
+      return "none"
+    return options.freeze_level
+
+  def _apply_freeze_level(self, step: int):
+    """Applies the freeze level of `step`; retraces the step on a change."""
+    level = self._freeze_level_at(step)
+    if level == self._applied_freeze_level:
+      return
+    if level != "none" or self._applied_freeze_level is not None:
+      frozen = transfer.apply_freeze_level(
+          self.model, level, freeze_batch_norm=self._freeze_batch_norm)
+      logging.info("Step %d: freeze level %r: %d layers frozen%s.", step,
+                   level, len(frozen),
+                   f" ({frozen[0]} ... {frozen[-1]})" if frozen else "")
+    self._applied_freeze_level = level
+    self._train_step = None  # The trainable variables changed.
+
+  def _restore_for_training(self) -> bool:
+    """Restores the latest checkpoint (and the input position if saved)."""
+    latest = tf.train.latest_checkpoint(self.model_dir)
+    if latest is None:
+      return False
+    status = self._checkpoint.restore(latest)
+    try:
+      status.assert_existing_objects_matched()
+    except AssertionError:
+      if not self._checkpoint_input():
+        raise
+      # Saved without --deterministic: the model resumes, the input restarts.
+      logging.warning("%s holds no input position; the input pipeline "
+                      "restarts from its beginning.", latest)
+      status.expect_partial()
+    logging.info("Resumed from %s at step %d.", latest, self.global_step)
+    return True
 
   def train(self, input_fn: Callable, max_steps: int,
             total_steps: Optional[int] = None) -> int:
@@ -241,7 +417,9 @@ class Runner:
 
     Resumes from the latest checkpoint in `model_dir`; when that checkpoint
     is already at `max_steps`, returns without training. A run killed at
-    any point loses at most the steps since its last checkpoint.
+    any point loses at most the steps since its last checkpoint; on SIGTERM
+    it saves a checkpoint at the current step and raises
+    `preemption.TrainingPreempted`.
 
     Args:
       input_fn: `input_fn(input_context) -> tf.data.Dataset` of
@@ -256,65 +434,91 @@ class Runner:
     Raises:
       FloatingPointError: naming the step, when the loss is not finite. The
         last good checkpoint is kept.
+      preemption.TrainingPreempted: after saving, on SIGTERM.
     """
     manager = self._checkpoint_manager()
     optimizer = self._params.optimizer
-    if manager.latest_checkpoint:
-      self._checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-      logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
-                   self.global_step)
-    elif self._init_fn is not None:
-      self._init_fn(self.model)
+    new_input = self._train_input is None or self._train_input[0] is not input_fn
+    if new_input and self._checkpoint_input():
+      # A plain tf.data iterator is checkpointable (a distributed one is not).
+      iterator = iter(input_fn(tf.distribute.InputContext()))
+      self._checkpoint.input_iterator = iterator
+      self._train_input = (input_fn, iterator)
+    if not self._restored:
+      self._restored = True
+      if not self._restore_for_training() and self._init_fn is not None:
+        self.init_report = self._init_fn(self.model)
+    if self._train_input is None or self._train_input[0] is not input_fn:
+      skip = self.global_step if self.train_options.save_input_state else 0
+      self._train_input = (input_fn,
+                           iter(self._distributed_dataset(input_fn, skip)))
+    iterator = self._train_input[1]
     start_step = self.global_step
     if start_step >= max_steps:
       logging.info("Step %d already reached max_steps %d; nothing to train.",
                    start_step, max_steps)
       return start_step
 
-    if self._train_input is None or self._train_input[0] is not input_fn:
-      self._train_input = (input_fn,
-                           iter(self._distributed_dataset(input_fn)))
-    iterator = self._train_input[1]
-    if self._train_step is None:
-      self._train_step = self._make_train_step()
-    train_step = self._train_step
-    writer = tf.summary.create_file_writer(self.model_dir)
+    if self._params.gradient_multipliers is None:
+      self._params.gradient_multipliers = transfer.gradient_multipliers(
+          self.model, self.train_options.last_layer_gradient_multiplier,
+          self.train_options.last_layers_contain_logits_only)
+    writer = (tf.summary.create_file_writer(self.model_dir) if self.is_chief
+              else tf.summary.create_noop_writer())
     config = self.run_config
     total_steps = total_steps or max_steps
     last_save_time = time.time()
-    window_start, window_step = time.time(), start_step
+    window_start, window_step, window_images = time.time(), start_step, 0
     step = start_step
-    with writer.as_default():
+    with writer.as_default(), preemption.SigtermWatcher() as sigterm:
       while step < max_steps:
-        loss, data_loss = train_step(iterator)
+        self._apply_freeze_level(step)
+        if self._train_step is None:
+          self._train_step = self._make_train_step()
+        loss, data_loss, batch, stop = self._train_step(
+            iterator, tf.constant(float(sigterm.requested)))
         step = self.global_step
+        window_images += int(batch)
         loss_value = float(loss)
         if not np.isfinite(loss_value):
           raise FloatingPointError(
               f"Loss became {loss_value} at step {step}; stopping. The last "
               f"good checkpoint is {manager.latest_checkpoint}.")
+        if float(stop) > 0:
+          path = self._save()
+          self.preempted = True
+          writer.flush()
+          raise preemption.TrainingPreempted(step, path)
         if step % config.log_steps == 0 or step == max_steps:
           now = time.time()
-          rate = (step - window_step) / max(now - window_start, 1e-9)
+          elapsed = max(now - window_start, 1e-9)
+          rate = (step - window_step) / elapsed
           learning_rate = float(optimizer.learning_rate)
           logging.info(
               "step %d/%d  loss %.4f  (cross-entropy %.4f)  lr %.3g  "
-              "%.2f steps/s  ETA %s", step, total_steps, loss_value,
-              float(data_loss), learning_rate, rate,
+              "%.2f steps/s  %.1f images/s  ETA %s", step, total_steps,
+              loss_value, float(data_loss), learning_rate, rate,
+              window_images / elapsed,
               _format_duration((total_steps - step) / max(rate, 1e-9)))
           tf.summary.scalar("loss/total", loss_value, step=step)
           tf.summary.scalar("loss/cross_entropy", data_loss, step=step)
+          tf.summary.scalar("loss/regularization",
+                            loss_value - float(data_loss), step=step)
           tf.summary.scalar("learning_rate", learning_rate, step=step)
           tf.summary.scalar("steps_per_sec", rate, step=step)
-          window_start, window_step = now, step
+          tf.summary.scalar("images_per_sec", window_images / elapsed,
+                            step=step)
+          window_start, window_step, window_images = now, step, 0
         if config.image_summary_steps and step % config.image_summary_steps == 0:
-          self._write_image_summaries(iterator, step)
+          if not self.train_options.save_input_state:
+            # Draws a batch of its own, which a deterministic run must not.
+            self._write_image_summaries(iterator, step)
         if (step % config.save_interval_steps == 0 or
             time.time() - last_save_time > config.save_interval_secs):
           self._save()
           last_save_time = time.time()
-    if manager.latest_checkpoint != os.path.join(self.model_dir,
-                                                 f"ckpt-{step}"):
+    if manager.latest_checkpoint is None or step_of_checkpoint(
+        manager.latest_checkpoint) != step:
       self._save()
     writer.flush()
     return step
@@ -426,6 +630,9 @@ class Runner:
                          eval_dir: Optional[str] = None) -> Dict[str, object]:
     """Alternates training for `eval_every_steps` and evaluating.
 
+    With `train_options.keep_best_checkpoint`, the checkpoint of the best
+    mIoU so far is copied into `model_dir/best` (see `keep_if_best`).
+
     Returns:
       The metrics of the last evaluation.
     """
@@ -435,8 +642,54 @@ class Runner:
       target = min(max_steps, (step // eval_every_steps + 1) * eval_every_steps)
       step = self.train(train_input_fn, target, total_steps=max_steps)
       results = self.evaluate(eval_input_fn, eval_dir=eval_dir)
+      if self.train_options.keep_best_checkpoint and self.is_chief:
+        self.keep_if_best(results)
       if step >= max_steps:
         return results
+
+  def best_metrics(self) -> Optional[Dict[str, object]]:
+    """The metrics of the checkpoint in `model_dir/best`, or None."""
+    path = os.path.join(self.model_dir, BEST_DIR, BEST_METRICS)
+    if not tf.io.gfile.exists(path):
+      return None
+    with tf.io.gfile.GFile(path) as f:
+      return json.load(f)
+
+  def keep_if_best(self, results: Dict[str, object]) -> bool:
+    """Copies the evaluated checkpoint to `model_dir/best` if its mIoU is
+    the best so far (survives restarts: the best mIoU is read back from
+    `best/best_metrics.json`). The folder is replaced atomically.
+
+    Returns:
+      Whether the checkpoint became the best.
+    """
+    best = self.best_metrics()
+    if best is not None and best["miou"] >= results["miou"]:
+      return False
+    source = results["checkpoint_path"]
+    name = os.path.basename(source)
+    final = os.path.join(self.model_dir, BEST_DIR)
+    staging = os.path.join(self.model_dir, f".{BEST_DIR}-tmp")
+    if tf.io.gfile.exists(staging):
+      tf.io.gfile.rmtree(staging)
+    tf.io.gfile.makedirs(staging)
+    for path in tf.io.gfile.glob(source + ".*"):
+      tf.io.gfile.copy(path, os.path.join(staging, os.path.basename(path)))
+    with tf.io.gfile.GFile(os.path.join(staging, "checkpoint"), "w") as f:
+      f.write(f'model_checkpoint_path: "{name}"\n'
+              f'all_model_checkpoint_paths: "{name}"\n')
+    io_utils.atomic_write_json(os.path.join(staging, BEST_METRICS), {
+        "miou": results["miou"], "global_step": results["global_step"],
+        "checkpoint": name})
+    old = os.path.join(self.model_dir, f".{BEST_DIR}-old")
+    if tf.io.gfile.exists(final):
+      tf.io.gfile.rename(final, old, overwrite=True)
+    tf.io.gfile.rename(staging, final)
+    if tf.io.gfile.exists(old):
+      tf.io.gfile.rmtree(old)
+    logging.info("New best mIoU %.4f at step %d: copied %s to %s",
+                 results["miou"], results["global_step"], name, final)
+    return True
 
   # === Export ===
 

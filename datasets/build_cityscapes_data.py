@@ -12,7 +12,9 @@ _gtCoarse_labelIds.png` for the `train_coarse` split (train + train_extra,
 
 Labels are converted from labelIds (0..33) to the 19 trainIds here, with the
 table of `cityscapesscripts.helpers.labels` (ignored classes become 255), so
-there is no need to run `createTrainIdLabelImgs` first. Images stay PNG
+there is no need to run `createTrainIdLabelImgs` first (with
+`--label_type=labelTrainIds`, its `*_labelTrainIds.png` are read as they
+are instead). Images stay PNG
 (lossless, `image/format` png) as in the official builder.
 
 Splits are written as `train_fine`, `val_fine`, `test_fine` and
@@ -35,15 +37,15 @@ from deeplab.datasets import label_io
 
 FLAGS = flags.FLAGS
 
-# Output split -> ((image folder, label folder, label suffix), ...).
+# Output split -> ((image folder, label folder, annotation kind), ...).
 _SPLITS = {
-    "train_fine": (("leftImg8bit/train", "gtFine/train", "gtFine_labelIds"),),
-    "val_fine": (("leftImg8bit/val", "gtFine/val", "gtFine_labelIds"),),
-    "test_fine": (("leftImg8bit/test", "gtFine/test", "gtFine_labelIds"),),
+    "train_fine": (("leftImg8bit/train", "gtFine/train", "gtFine"),),
+    "val_fine": (("leftImg8bit/val", "gtFine/val", "gtFine"),),
+    "test_fine": (("leftImg8bit/test", "gtFine/test", "gtFine"),),
     "train_coarse": (
-        ("leftImg8bit/train", "gtCoarse/train", "gtCoarse_labelIds"),
+        ("leftImg8bit/train", "gtCoarse/train", "gtCoarse"),
         ("leftImg8bit/train_extra", "gtCoarse/train_extra",
-         "gtCoarse_labelIds")),
+         "gtCoarse")),
 }
 FINE_SPLITS = ("train_fine", "val_fine", "test_fine")
 _IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -68,6 +70,9 @@ def define_flags() -> None:
                     "leftImg8bit folder exists).")
   flags.DEFINE_boolean("include_coarse", False,
                        "Also build train_coarse from gtCoarse.")
+  flags.DEFINE_enum("label_type", "labelIds", ["labelIds", "labelTrainIds"],
+                    "Which label PNGs to read: labelIds (converted here) or "
+                    "labelTrainIds made by createTrainIdLabelImgs (as-is).")
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,6 +91,7 @@ def label_id_to_train_id() -> np.ndarray:
   return table
 
 
+@functools.lru_cache(maxsize=1)
 def _known_label_ids() -> np.ndarray:
   from cityscapesscripts.helpers import labels  # pylint: disable=g-import-not-at-top
   return np.array(sorted(l.id for l in labels.labels if l.id >= 0))
@@ -107,9 +113,11 @@ def read_cityscapes_label(spec: build_data.ExampleSpec) -> np.ndarray:
   return label_id_to_train_id()[ids]
 
 
-def list_cityscapes_examples(cityscapes_root: str,
-                             split: str) -> List[build_data.ExampleSpec]:
-  """Lists a split's images (sorted by city and name) and labelIds files.
+def list_cityscapes_examples(
+    cityscapes_root: str, split: str,
+    label_type: str = "labelIds") -> List[build_data.ExampleSpec]:
+  """Lists a split's images (sorted by city and name) and label files
+  (`*_{label_type}.png`).
 
   Raises:
     ValueError: for an unknown split.
@@ -119,7 +127,7 @@ def list_cityscapes_examples(cityscapes_root: str,
     raise ValueError(f"--splits: unknown Cityscapes split {split!r}; known: "
                      f"{sorted(_SPLITS)}.")
   specs = []
-  for image_dir, label_dir, label_suffix in _SPLITS[split]:
+  for image_dir, label_dir, kind in _SPLITS[split]:
     image_root = os.path.join(cityscapes_root, image_dir)
     build_data.require_dir(image_root, "cityscapes_root")
     for city in sorted(os.listdir(image_root)):
@@ -134,7 +142,7 @@ def list_cityscapes_examples(cityscapes_root: str,
             key=key,
             image_path=os.path.join(city_dir, name),
             label_source=os.path.join(cityscapes_root, label_dir, city,
-                                      f"{key}_{label_suffix}.png")))
+                                      f"{key}_{kind}_{label_type}.png")))
   return specs
 
 
@@ -158,7 +166,8 @@ def build_cityscapes_dataset(cityscapes_root: str,
                              include_coarse: bool = False,
                              num_shards: int = 10,
                              num_workers: int = 1,
-                             skip_invalid: bool = False
+                             skip_invalid: bool = False,
+                             label_type: str = "labelIds"
                              ) -> List[Dict[str, Any]]:
   """Builds the Cityscapes TFRecords, one split at a time.
 
@@ -171,18 +180,25 @@ def build_cityscapes_dataset(cityscapes_root: str,
     num_shards: Shards per split.
     num_workers: Encoding processes.
     skip_invalid: Log and skip invalid examples instead of failing.
+    label_type: `labelIds` (converted to trainIds here) or `labelTrainIds`
+      (stored as they are).
 
   Returns:
     The `build_data.write_split` summary of each split.
   """
   build_data.require_dir(cityscapes_root, "cityscapes_root")
+  if label_type not in ("labelIds", "labelTrainIds"):
+    raise ValueError(f"--label_type must be labelIds or labelTrainIds, got "
+                     f"{label_type!r}.")
+  read_label = (read_cityscapes_label if label_type == "labelIds" else
+                build_data.read_png_label)
   if not splits:
     splits = default_splits(cityscapes_root, include_coarse)
   summaries = []
   for split in splits:
-    specs = list_cityscapes_examples(cityscapes_root, split)
+    specs = list_cityscapes_examples(cityscapes_root, split, label_type)
     summaries.append(build_data.write_split(
-        specs, read_cityscapes_label, output_dir, split,
+        specs, read_label, output_dir, split,
         num_shards=num_shards, num_workers=num_workers,
         num_classes=NUM_CLASSES, ignore_label=IGNORE_LABEL,
         skip_invalid=skip_invalid, keep_png=True,
@@ -196,7 +212,7 @@ def main(argv):
       cityscapes_root=FLAGS.cityscapes_root, output_dir=FLAGS.output_dir,
       splits=FLAGS.splits, include_coarse=FLAGS.include_coarse,
       num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
-      skip_invalid=FLAGS.skip_invalid)
+      skip_invalid=FLAGS.skip_invalid, label_type=FLAGS.label_type)
   print(build_data.format_summary(summaries))
 
 

@@ -258,6 +258,10 @@ register_dataset(DatasetDescriptor(
     class_names=COCO_CLASS_NAMES,
     colormap_name="pascal"))
 
+# Person vs background: build it from COCO with
+# `build_coco_data --label_set=person`, or from your own labelme annotations
+# (labels.txt: __ignore__, _background_, person) with labelme_to_voc and
+# build_custom_data.
 register_dataset(make_custom_descriptor(
     name="people_seg",
     num_classes=2,

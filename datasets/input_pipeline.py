@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from deeplab.core.config import DataConfig
+from deeplab.datasets import augment
 from deeplab.datasets import data_descriptors
 from deeplab.datasets import preprocess
 from deeplab.datasets import tfrecord_io
@@ -70,6 +71,9 @@ def make_dataset(
   if ignore_label is None:
     ignore_label = data_descriptors.get_dataset_descriptor(
         config.dataset).ignore_label
+  augment_params = augment.AugmentParams.from_config(config)
+  if augment_params == augment.AugmentParams():
+    augment_params = None  # Nothing to add: the official pipeline.
   files = tfrecord_io.list_shards(config.dataset_dir, config.split)
   crop_height, crop_width = (int(s) for s in config.crop_size)
   batch_size = config.batch_size
@@ -121,7 +125,8 @@ def make_dataset(
         is_training=training,
         flip=config.flip,
         seed=example_seed,
-        image_name=example["filename"])
+        image_name=example["filename"],
+        augment_params=augment_params)
     features = {
         "image": image,
         "height": example["height"],

@@ -11,6 +11,10 @@ Training:
      concatenated into one tensor and cropped once);
   5. flip left-right with probability 0.5, both together.
 
+Optional augmentations (`deeplab.datasets.augment`, all off by default) slot
+in: colour jitter, blur and noise after step 2 (before padding, so padding
+stays the mean pixel), rotation after them, GridMask after step 5.
+
 Evaluation only resizes (if asked) and pads to the crop size, so the eval
 crop must be at least as large as every image; a larger image fails with a
 clear error.
@@ -23,6 +27,8 @@ parallelised.
 from typing import Optional, Tuple
 
 import tensorflow as tf
+
+from deeplab.datasets import augment
 
 # The mean pixel; it becomes 0 after scaling the image to [-1, 1].
 MEAN_PIXEL = 127.5
@@ -113,7 +119,9 @@ def preprocess_image_and_label(image: tf.Tensor,
                                is_training: bool = True,
                                flip: bool = True,
                                seed: Optional[tf.Tensor] = None,
-                               image_name: Optional[tf.Tensor] = None):
+                               image_name: Optional[tf.Tensor] = None,
+                               augment_params: Optional[
+                                   augment.AugmentParams] = None):
   """Preprocesses one image and its label (see the module docstring).
 
   Args:
@@ -131,6 +139,8 @@ def preprocess_image_and_label(image: tf.Tensor,
     flip: Random left-right flip (training).
     seed: Optional int32/int64 [2] seed for the random ops; None draws one.
     image_name: Optional string scalar naming the image in errors.
+    augment_params: Optional extra training augmentations (rotation, colour
+      jitter, blur, noise, GridMask); None applies none.
 
   Returns:
     (image float32 [crop_height, crop_width, 3] in [0, 255] with padding
@@ -159,6 +169,19 @@ def preprocess_image_and_label(image: tf.Tensor,
       size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale,
                      tf.int32)
       image, label = _resize(image, label, tf.maximum(size, 1))
+    if augment_params is not None:
+      # Folded from the seed, so the draws of steps 2-5 stay as they were.
+      (jitter_seed, blur_seed, rotate_seed,
+       grid_seed) = tf.unstack(tf.random.experimental.stateless_split(
+           tf.random.experimental.stateless_fold_in(seed, 7919), num=4))
+      if augment_params.any_photometric:
+        image = augment.color_jitter(image, augment_params, jitter_seed)
+        image = augment.random_blur_and_noise(image, augment_params,
+                                              blur_seed)
+      if augment_params.max_rotation_degrees:
+        image, label = augment.random_rotate(
+            image, label, augment_params.max_rotation_degrees, ignore_label,
+            rotate_seed)
 
   shape = tf.shape(image)
   height, width = shape[0], shape[1]
@@ -193,6 +216,8 @@ def preprocess_image_and_label(image: tf.Tensor,
     image = stacked[..., :3]
     if label is not None:
       label = tf.cast(tf.round(stacked[..., 3:]), tf.int32)
+    if augment_params is not None and augment_params.gridmask_probability:
+      image = augment.grid_mask(image, augment_params, grid_seed)
 
   image.set_shape([crop_height, crop_width, 3])
   if label is not None:

@@ -56,3 +56,23 @@ def test_imagenet_mean_variant_pads_with_the_mean():
       name="x", backbone_builder=lambda images, config: {},
       preprocessing="imagenet_mean")
   assert variant.mean_pixel == (123.15, 115.90, 103.06)
+
+
+@pytest.mark.parametrize("name,preprocessing", [
+    ("xception_41", "zero_mean_unit_range"),
+    ("xception_65", "zero_mean_unit_range"),
+    ("xception_71", "zero_mean_unit_range"),
+    ("resnet_v1_50", "imagenet_mean"), ("resnet_v1_101", "imagenet_mean"),
+    ("resnet_v1_50_beta", "zero_mean_unit_range"),
+    ("resnet_v1_101_beta", "zero_mean_unit_range"),
+    ("mobilenet_v3_large_seg", "zero_mean_unit_range"),
+    ("mobilenet_v3_small_seg", "zero_mean_unit_range"),
+    ("resnet50", "caffe"), ("resnet101", "caffe"),
+    ("xception", "zero_mean_unit_range"),
+])
+def test_every_zoo_variant_is_registered(name, preprocessing):
+  variant = model_variants.get_model_variant(name)
+  assert variant.preprocessing == preprocessing
+  assert sorted(variant.decoder_endpoints) == [4, 8, 16]
+  expected_rates = () if name.startswith("mobilenet") else (6, 12, 18)
+  assert variant.default_atrous_rates == expected_rates

@@ -1,5 +1,6 @@
 """The estimator-style runner: resume, evaluation, export, distribution."""
 
+import dataclasses
 import os
 
 import keras
@@ -10,6 +11,7 @@ import tensorflow as tf
 from deeplab.core import config as config_lib
 from deeplab.core import experiment
 from deeplab.core import runner as runner_lib
+from testing_utils import randomize_weights
 
 
 def _input_fn(input_context=None):
@@ -96,6 +98,10 @@ def test_non_finite_loss_names_the_step(tiny_model_config, tmp_path):
   with pytest.raises(FloatingPointError, match="step 4"):
     runner.train(nan_input_fn, max_steps=6)
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-3")
+  # The last good checkpoint loads, with finite weights.
+  fresh = _runner(model_config=tiny_model_config, model_dir=model_dir)
+  assert fresh.restore_model().endswith("ckpt-3")
+  assert all(np.all(np.isfinite(w)) for w in _weights(fresh))
 
 
 def test_train_and_evaluate_alternates(tiny_model_config, tmp_path):
@@ -105,15 +111,119 @@ def test_train_and_evaluate_alternates(tiny_model_config, tmp_path):
                                       eval_every_steps=2)
   assert results["global_step"] == 4
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-4")
+  # The best checkpoint by mIoU is kept apart, and loads.
+  best = runner.best_metrics()
+  assert best["global_step"] in (2, 4)
+  assert best["miou"] >= results["miou"]
+  best_path = tf.train.latest_checkpoint(os.path.join(model_dir, "best"))
+  assert best_path.endswith(f"ckpt-{best['global_step']}")
+  assert runner.restore_model(best_path) == best_path
 
 
-def test_mirrored_strategy_two_cpu_replicas(tiny_model_config, tmp_path):
+def test_keep_if_best_keeps_only_improvements(tiny_model_config, tmp_path):
+  model_dir = str(tmp_path / "train")
+  runner = _runner(tiny_model_config, model_dir)
+  runner.train(_input_fn, max_steps=1)
+  first = os.path.join(model_dir, "ckpt-1")
+  assert runner.keep_if_best({"miou": 0.5, "global_step": 1,
+                              "checkpoint_path": first})
+  runner.train(_input_fn, max_steps=2)
+  second = os.path.join(model_dir, "ckpt-2")
+  assert not runner.keep_if_best({"miou": 0.4, "global_step": 2,
+                                  "checkpoint_path": second})
+  assert runner.best_metrics()["global_step"] == 1
+  assert runner.keep_if_best({"miou": 0.6, "global_step": 2,
+                              "checkpoint_path": second})
+  assert sorted(os.listdir(os.path.join(model_dir, "best"))) == [
+      "best_metrics.json", "checkpoint", "ckpt-2.data-00000-of-00001",
+      "ckpt-2.index"]
+
+
+@pytest.fixture(scope="module")
+def mirrored_strategy():
+  """One MirroredStrategy over 2 logical CPUs, shared by the tests: several
+  strategies in one process can clash on collective-op keys."""
   cpus = tf.config.list_logical_devices("CPU")
   if len(cpus) < 2:
     pytest.skip("needs two logical CPUs (configured in conftest)")
-  strategy = tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
-  runner = _runner(tiny_model_config, str(tmp_path / "train"), strategy)
+  return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+
+
+def test_mirrored_strategy_two_cpu_replicas(tiny_model_config, tmp_path,
+                                            mirrored_strategy):
+  runner = _runner(tiny_model_config, str(tmp_path / "train"),
+                   mirrored_strategy)
   assert runner.train(_input_fn, max_steps=2) == 2
   assert runner.strategy.num_replicas_in_sync == 2
   results = runner.evaluate(_eval_input_fn)
   assert results["num_images"] == 4
+
+
+def _exact_input_fn(input_context=None):
+  """4 fixed images: one global batch of 4, or two replica batches of 2."""
+  rng = np.random.default_rng(1)
+  images = rng.uniform(0, 255, (4, 33, 33, 3)).astype(np.float32)
+  labels = np.where(images.mean(-1) > 127, 1, 2).astype(np.int32)
+  batch = 4
+  if input_context is not None:
+    batch = input_context.get_per_replica_batch_size(4)
+  return tf.data.Dataset.from_tensor_slices(
+      ({"image": images}, labels)).repeat().batch(batch)
+
+
+def test_mirrored_step_equals_the_single_device_step(tiny_model_config,
+                                                     tmp_path,
+                                                     mirrored_strategy):
+  """Two replicas with synchronized BatchNorm take the same step as one
+  device on the same global batch: gradients are all-reduced and the loss
+  is scaled by 1/replicas, as TF expects."""
+  config = dataclasses.replace(tiny_model_config, sync_batch_norm=True,
+                               aspp_dropout_rate=0.0)
+  train_config = dict(optimizer="momentum", base_learning_rate=0.5,
+                      learning_policy="step", learning_rate_decay_step=1000)
+
+  def one_step(strategy, name):
+    model_dir = str(tmp_path / name)
+    cfg = config_lib.TrainConfig(
+        train_logdir=model_dir, training_number_of_steps=1, log_steps=1,
+        image_summary_steps=0, **train_config)
+    runner = experiment.make_runner(config, model_dir, 255,
+                                    train_config=cfg, strategy=strategy)
+    with runner.strategy.scope():
+      randomize_weights(runner.model, seed=3, scale=0.1)
+    before = [w.numpy().copy() for w in runner.model.trainable_weights]
+    runner.train(_exact_input_fn, max_steps=1)
+    return runner, before
+
+  single, before = one_step(None, "single")
+  mirrored, _ = one_step(mirrored_strategy, "mirrored")
+  pairs = zip(single.model.trainable_weights,
+              mirrored.model.trainable_weights, before)
+  moved = 0
+  for a, b, initial in pairs:
+    update = a.numpy() - initial
+    scale = np.abs(update).max()
+    moved += scale > 0
+    for replica in mirrored.strategy.experimental_local_results(b):
+      # The same update on every replica, and the single-device update.
+      np.testing.assert_allclose(replica.numpy() - initial, update,
+                                 rtol=0, atol=1e-3 * scale + 1e-8,
+                                 err_msg=a.path)
+  assert moved > 0.9 * len(before)
+
+
+@pytest.mark.slow
+def test_xla_compiled_bfloat16_training(tiny_model_config, tmp_path):
+  model_dir = str(tmp_path / "train")
+  runner = _runner(tiny_model_config, model_dir, jit_compile=True,
+                   mixed_precision="bfloat16")
+  assert runner.model.get_layer("logits").compute_dtype == "bfloat16"
+
+  def input_fn(input_context=None):  # With a string feature, as the app's.
+    return _input_fn(input_context).map(
+        lambda f, l: ({**f, "filename": tf.constant("x")}, l))
+
+  before = runner.model.get_layer("logits").kernel.numpy().copy()
+  assert runner.train(input_fn, max_steps=2) == 2
+  assert not np.array_equal(before,
+                            runner.model.get_layer("logits").kernel.numpy())

@@ -33,3 +33,25 @@ def demo_tfrecords(tmp_path_factory) -> pathlib.Path:
   build_demo_data.build_demo_tfrecords(info["output_dir"],
                                        str(root / "tfrecord"), num_shards=2)
   return root / "tfrecord"
+
+
+def _read_split(output_dir, split):
+  """Every record of a built split, parsed, in shard order, as numpy:
+  {filename: (image uint8 [H, W, 3], label uint8 [H, W], format)}."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
+  records = {}
+  for raw in tf.data.TFRecordDataset(
+      tfrecord_io.list_shards(str(output_dir), split)):
+    parsed = tfrecord_io.parse_example(raw)
+    feature = tf.train.Example.FromString(raw.numpy()).features.feature
+    records[parsed["filename"].numpy().decode()] = (
+        parsed["image"].numpy(), parsed["label"].numpy()[..., 0],
+        feature["image/format"].bytes_list.value[0].decode())
+  return records
+
+
+@pytest.fixture
+def read_split():
+  """`read_split(output_dir, split)`: the parsed records of a built split."""
+  return _read_split

@@ -1,0 +1,81 @@
+"""Evaluation plots: the confusion matrix and the per-class IoU bar chart.
+
+Both are written as PNG with matplotlib's non-interactive Agg backend, so
+they work on servers without a display.
+"""
+
+import io
+from typing import Optional, Sequence
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from deeplab.core import io_utils  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _names(class_names: Optional[Sequence[str]], count: int):
+  if class_names is not None and len(class_names) == count:
+    return list(class_names)
+  return [str(i) for i in range(count)]
+
+
+def _save(figure, path: str) -> str:
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+  plt.close(figure)
+  io_utils.atomic_write_bytes(path, buffer.getvalue())
+  return path
+
+
+def plot_confusion_matrix(confusion: np.ndarray, path: str,
+                          class_names: Optional[Sequence[str]] = None) -> str:
+  """Writes the row-normalised confusion matrix (rows: ground truth).
+
+  Each row shows where the pixels of one true class went, so the diagonal is
+  the per-class accuracy (recall). Cells are annotated for up to 30 classes.
+  """
+  confusion = np.asarray(confusion, np.float64)
+  count = confusion.shape[0]
+  totals = confusion.sum(axis=1, keepdims=True)
+  normalised = np.divide(confusion, totals, out=np.zeros_like(confusion),
+                         where=totals > 0)
+  size = min(4 + 0.35 * count, 40)
+  figure, axes = plt.subplots(figsize=(size + 1.5, size))
+  image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+  figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+  names = _names(class_names, count)
+  axes.set_xticks(range(count), names, rotation=90, fontsize=7)
+  axes.set_yticks(range(count), names, fontsize=7)
+  axes.set_xlabel("predicted")
+  axes.set_ylabel("ground truth")
+  axes.set_title("Confusion matrix (row-normalised)")
+  if count <= 30:
+    for i in range(count):
+      for j in range(count):
+        if normalised[i, j] >= 0.005:
+          axes.text(j, i, f"{normalised[i, j]:.2f}", ha="center",
+                    va="center", fontsize=6,
+                    color="white" if normalised[i, j] > 0.5 else "black")
+  return _save(figure, path)
+
+
+def plot_per_class_iou(per_class_iou: Sequence[Optional[float]], path: str,
+                       class_names: Optional[Sequence[str]] = None,
+                       miou: Optional[float] = None) -> str:
+  """Writes a bar chart of per-class IoU; undefined classes are left blank."""
+  count = len(per_class_iou)
+  values = [np.nan if v is None else float(v) for v in per_class_iou]
+  figure, axes = plt.subplots(figsize=(min(4 + 0.3 * count, 40), 4))
+  axes.bar(range(count), np.nan_to_num(values), color="tab:blue")
+  if miou is not None:
+    axes.axhline(miou, color="tab:red", linestyle="--",
+                 label=f"mIoU {miou:.3f}")
+    axes.legend(loc="upper right")
+  axes.set_xticks(range(count), _names(class_names, count), rotation=90,
+                  fontsize=7)
+  axes.set_ylim(0, 1)
+  axes.set_ylabel("IoU")
+  axes.set_title("Per-class IoU")
+  return _save(figure, path)

@@ -1,0 +1,164 @@
+"""Class statistics of a built split: pixel frequencies and class weights.
+
+Reads the split's TFRecord shards and prints the image count, the pixel
+count and frequency of every class, and two sets of class weights for the
+loss (`--label_weights` of training):
+
+  balanced          total / (num_classes * count_c)  (scikit-learn's
+                    "balanced"), over labelled pixels
+  median_frequency  median(freq) / freq_c, with freq_c = count_c / pixels
+                    of the images where c appears (Eigen & Fergus 2015)
+
+The ignore label is left out. A class that never appears gets weight 0.
+
+Usage:
+  python -m deeplab.datasets.dataset_stats --dataset=pascal_voc_seg \\
+    --dataset_dir=/data/voc/tfrecord --split=train [--output_json=stats.json]
+"""
+
+import json
+from typing import Any, Dict, Optional
+
+from absl import flags
+import numpy as np
+
+from deeplab.datasets import build_data
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the tool's flags (only when run as a program)."""
+  flags.DEFINE_string("dataset", "pascal_voc_seg",
+                      "Dataset name in the registry, or 'custom'.")
+  flags.DEFINE_integer("num_classes", None,
+                       "Number of classes (default: the dataset's).")
+  flags.DEFINE_integer("ignore_label", None,
+                       "Ignore label (default: the dataset's).")
+  flags.DEFINE_string("dataset_dir", None, "Folder of the TFRecord shards.")
+  flags.DEFINE_string("split", "train", "Split to read.")
+  flags.DEFINE_string("output_json", None,
+                      "Optional file for the statistics as JSON.")
+
+
+def class_weights(pixel_counts: np.ndarray,
+                  image_pixels: np.ndarray) -> Dict[str, np.ndarray]:
+  """Balanced and median-frequency weights.
+
+  Args:
+    pixel_counts: int [C] labelled pixels per class.
+    image_pixels: int [C] total pixels of the images in which the class
+      appears.
+
+  Returns:
+    {"balanced": float [C], "median_frequency": float [C]}; 0 for absent
+    classes.
+  """
+  pixel_counts = np.asarray(pixel_counts, np.float64)
+  image_pixels = np.asarray(image_pixels, np.float64)
+  present = pixel_counts > 0
+  num_present = max(int(present.sum()), 1)
+  balanced = np.zeros_like(pixel_counts)
+  balanced[present] = pixel_counts.sum() / (num_present *
+                                            pixel_counts[present])
+  frequency = np.zeros_like(pixel_counts)
+  frequency[present] = pixel_counts[present] / image_pixels[present]
+  median = np.zeros_like(pixel_counts)
+  if present.any():
+    median[present] = np.median(frequency[present]) / frequency[present]
+  return {"balanced": balanced, "median_frequency": median}
+
+
+def compute_stats(dataset_dir: str, split: str, num_classes: int,
+                  ignore_label: int) -> Dict[str, Any]:
+  """Counts the pixels of every class over a built split.
+
+  Returns:
+    A dict: `num_images`, `pixel_counts` [C], `frequency` [C] (share of
+    labelled pixels), `balanced` and `median_frequency` weights [C],
+    `ignored_pixels`.
+
+  Raises:
+    FileNotFoundError: naming the folder or split without shards.
+    ValueError: naming the image whose label has values outside the class
+      set (other than the ignore label).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
+  files = tfrecord_io.list_shards(dataset_dir, split)
+  dataset = tf.data.TFRecordDataset(files).map(
+      tfrecord_io.parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+  pixel_counts = np.zeros(num_classes, np.int64)
+  image_pixels = np.zeros(num_classes, np.int64)
+  ignored = 0
+  num_images = 0
+  for example in dataset:
+    label = example["label"].numpy().ravel()
+    counts = np.bincount(label, minlength=256)
+    ignored += int(counts[ignore_label])
+    counts[ignore_label] = 0
+    if counts[num_classes:].any():
+      bad = np.nonzero(counts[num_classes:])[0] + num_classes
+      raise ValueError(
+          f"Image {example['filename'].numpy().decode()} in {dataset_dir} "
+          f"has label values {bad.tolist()} outside [0, {num_classes}).")
+    counts = counts[:num_classes]
+    pixel_counts += counts
+    image_pixels[counts > 0] += label.size
+    num_images += 1
+  total = max(int(pixel_counts.sum()), 1)
+  stats = {"num_images": num_images, "pixel_counts": pixel_counts,
+           "frequency": pixel_counts / total, "ignored_pixels": ignored}
+  stats.update(class_weights(pixel_counts, image_pixels))
+  return stats
+
+
+def format_stats(stats: Dict[str, Any],
+                 class_names: Optional[Any] = None) -> str:
+  """A readable table of the statistics."""
+  lines = [f"images: {stats['num_images']}, ignored pixels: "
+           f"{stats['ignored_pixels']}",
+           f"{'id':>3} {'class':<20} {'pixels':>12} {'freq':>8} "
+           f"{'balanced':>9} {'median_freq':>11}"]
+  for c, count in enumerate(stats["pixel_counts"]):
+    name = class_names[c] if class_names is not None else f"class_{c}"
+    lines.append(f"{c:>3} {name[:20]:<20} {count:>12} "
+                 f"{stats['frequency'][c]:>8.4f} {stats['balanced'][c]:>9.4f} "
+                 f"{stats['median_frequency'][c]:>11.4f}")
+  lines.append("balanced weights: " + ",".join(
+      f"{w:.4f}" for w in stats["balanced"]))
+  lines.append("median-frequency weights: " + ",".join(
+      f"{w:.4f}" for w in stats["median_frequency"]))
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv  # Unused.
+  from deeplab.core import io_utils  # pylint: disable=g-import-not-at-top
+  from deeplab.datasets import data_descriptors  # pylint: disable=g-import-not-at-top
+  if not FLAGS.dataset_dir:
+    raise ValueError("--dataset_dir is required.")
+  if FLAGS.dataset == "custom":
+    if not FLAGS.num_classes:
+      raise ValueError("--dataset=custom needs --num_classes.")
+    descriptor = data_descriptors.make_custom_descriptor("custom",
+                                                         FLAGS.num_classes)
+  else:
+    descriptor = data_descriptors.get_dataset_descriptor(FLAGS.dataset)
+  num_classes = FLAGS.num_classes or descriptor.num_classes
+  ignore_label = (descriptor.ignore_label if FLAGS.ignore_label is None
+                  else FLAGS.ignore_label)
+  stats = compute_stats(FLAGS.dataset_dir, FLAGS.split, num_classes,
+                        ignore_label)
+  names = (descriptor.class_names if num_classes == descriptor.num_classes
+           else None)
+  print(format_stats(stats, names))
+  if FLAGS.output_json:
+    io_utils.atomic_write_json(FLAGS.output_json, {
+        k: (v.tolist() if isinstance(v, np.ndarray) else v)
+        for k, v in stats.items()})
+
+
+if __name__ == "__main__":
+  define_flags()
+  build_data.run_builder(main)

@@ -1,0 +1,138 @@
+"""export_model.py and evaluate.py end to end, in subprocesses.
+
+One export writes every format; evaluate.py then scores the checkpoint and
+each format side by side. Bad input gets one clear error line.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.core import config as config_lib
+from deeplab.core import deeplab_model
+from deeplab.datasets import build_demo_data
+from testing_utils import make_predictions_nontrivial
+
+MODEL_FLAGS = ["--dataset=demo", "--model_variant=mobilenet_v2",
+               "--output_stride=16", "--decoder_output_stride=4",
+               "--depth_multiplier=0.35", "--batch_norm_decay=0.9"]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+def _app(module, *args, timeout=400):
+  return subprocess.run([sys.executable, "-m", f"deeplab.{module}", *args],
+                        capture_output=True, text=True, timeout=timeout,
+                        env=ENV, check=False)
+
+
+def _assert_clear_error(result, *needles):
+  assert result.returncode != 0
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith("ERROR:"), result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  for needle in needles:
+    assert needle in last_line, last_line
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+  """Demo TFRecords and a checkpoint of a (random, non-trivial) model."""
+  root = tmp_path_factory.mktemp("apps")
+  info = build_demo_data.generate_demo_dataset(
+      str(root / "voc"), num_train=8, num_val=3, image_size=64, seed=2)
+  build_demo_data.build_demo_tfrecords(info["output_dir"],
+                                       str(root / "tfrecord"), num_shards=1)
+  model = deeplab_model.build_deeplab_model(config_lib.ModelConfig(
+      model_variant="mobilenet_v2", num_classes=5, decoder_output_stride=4,
+      depth_multiplier=0.35, batch_norm_momentum=0.9))
+  images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3))
+  make_predictions_nontrivial(model, images)
+  prefix = str(root / "train" / "ckpt-7")
+  tf.train.Checkpoint(model=model).write(prefix)
+  return root, prefix
+
+
+@pytest.mark.slow
+def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
+  root, prefix = checkpoint
+  export_dir = tmp_path / "export"
+  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={prefix}",
+                f"--export_path={export_dir}", "--crop_size=64,64",
+                "--export_formats=saved_model,frozen_graph,tflite_float32,"
+                "tflite_float16,tflite_int8,onnx",
+                f"--representative_dataset_dir={root / 'tfrecord'}",
+                "--num_representative_images=4")
+  assert result.returncode == 0, result.stderr[-3000:]
+  version = export_dir / "1"
+  names = ["frozen_inference_graph.pb", "deeplab_float32.tflite",
+           "deeplab_float16.tflite", "deeplab_int8.tflite", "deeplab.onnx"]
+  for name in names:
+    assert (version / name).stat().st_size > 10_000
+    assert f"{version / name}" in result.stdout  # Path and size printed.
+  assert "saved_model" in result.stdout and " MB " in result.stdout
+  assert os.listdir(export_dir) == ["1"]
+
+  # The version exists: a clear error, before any slow conversion.
+  again = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={prefix}",
+               f"--export_path={export_dir}", "--export_version=1")
+  _assert_clear_error(again, "already exists", str(version))
+
+  eval_dir = tmp_path / "eval"
+  result = _app("evaluate", *MODEL_FLAGS,
+                f"--dataset_dir={root / 'tfrecord'}",
+                f"--checkpoint_dir={prefix}", f"--eval_logdir={eval_dir}",
+                f"--model_path={version}",
+                *[f"--model_path={version / n}" for n in names],
+                "--save_predictions")
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((eval_dir / "metrics.json").read_text())
+  assert list(metrics["formats"]) == [
+      "keras", "saved_model", "frozen_graph", "tflite_float32",
+      "tflite_float16", "tflite_int8", "onnx"]
+  assert metrics["checkpoint_path"] == prefix
+  assert len(metrics["confusion_matrix"]) == 5
+  for name, figures in metrics["formats"].items():
+    assert figures["num_images"] == 3
+    assert name in result.stdout  # The side-by-side table.
+  keras_miou = metrics["formats"]["keras"]["miou"]
+  for name in ("saved_model", "frozen_graph", "onnx", "tflite_float32"):
+    assert metrics["formats"][name]["miou"] == pytest.approx(keras_miou,
+                                                             abs=0.01)
+  assert (eval_dir / "confusion_matrix.png").exists()
+  assert (eval_dir / "per_class_iou.png").exists()
+  assert len(os.listdir(eval_dir / "predictions" / "onnx")) == 6
+
+
+@pytest.mark.slow
+def test_multiscale_full_image_checkpoint_evaluation(checkpoint, tmp_path):
+  root, prefix = checkpoint
+  eval_dir = tmp_path / "eval"
+  result = _app("evaluate", *MODEL_FLAGS,
+                f"--dataset_dir={root / 'tfrecord'}",
+                f"--checkpoint_dir={prefix}", f"--eval_logdir={eval_dir}",
+                "--eval_crop_size=", "--eval_scales=0.75",
+                "--eval_scales=1.0", "--add_flipped_images")
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((eval_dir / "metrics.json").read_text())
+  assert metrics["num_images"] == 3 and metrics["global_step"] == 7
+  assert metrics["num_pixels"] > 0
+  assert (eval_dir / "per_class_iou.png").exists()
+
+
+def test_bad_model_path_and_scales_are_named(checkpoint, tmp_path):
+  root, prefix = checkpoint
+  bogus = tmp_path / "model.h5"
+  bogus.write_text("x")
+  result = _app("evaluate", *MODEL_FLAGS,
+                f"--dataset_dir={root / 'tfrecord'}",
+                f"--model_path={bogus}", f"--eval_logdir={tmp_path / 'e'}")
+  _assert_clear_error(result, str(bogus), ".tflite")
+  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={prefix}",
+                f"--export_path={tmp_path / 'x'}",
+                "--export_formats=tflite_int8", "--crop_size=64,64")
+  _assert_clear_error(result, "--representative_dataset_dir")

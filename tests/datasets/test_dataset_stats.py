@@ -1,0 +1,50 @@
+"""dataset_stats: pixel counts and class weights of a built split."""
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from deeplab.datasets import build_voc2012_data
+from deeplab.datasets import dataset_stats
+
+VOC_NAMES = ("2011_000003", "2011_000006", "2011_000025")
+
+
+def test_counts_match_the_label_pngs(labelme_voc, tmp_path):
+  out = tmp_path / "records"
+  build_voc2012_data.build_voc_dataset(
+      str(labelme_voc / "JPEGImages"), str(labelme_voc / "SegmentationClass"),
+      str(labelme_voc / "ImageSets/Segmentation"), str(out), num_shards=2)
+  stats = dataset_stats.compute_stats(str(out), "train", 21, 255)
+  labels = [np.array(Image.open(labelme_voc / "SegmentationClass" /
+                                f"{n}.png")) for n in VOC_NAMES]
+  expected = sum(np.bincount(l.ravel(), minlength=256) for l in labels)
+  assert stats["num_images"] == 3
+  np.testing.assert_array_equal(stats["pixel_counts"], expected[:21])
+  assert stats["ignored_pixels"] == expected[255]
+  assert stats["frequency"].sum() == pytest.approx(1.)
+  present = expected[:21] > 0
+  assert (stats["balanced"][~present] == 0).all()
+  # Balanced weights undo the frequencies: weight * count is constant.
+  products = stats["balanced"][present] * expected[:21][present]
+  np.testing.assert_allclose(products, products[0])
+  with pytest.raises(ValueError, match=r"2011_000003 .*\[5, 15\]"):
+    dataset_stats.compute_stats(str(out), "train", 3, 255)
+  assert "person" in dataset_stats.format_stats(
+      stats, build_voc2012_data_class_names())
+
+
+def build_voc2012_data_class_names():
+  from deeplab.datasets import data_descriptors  # pylint: disable=g-import-not-at-top
+  return data_descriptors.PASCAL_VOC_CLASS_NAMES
+
+
+def test_median_frequency_weights_by_hand():
+  # Class 0 fills 2 images of 100 px (150 px); class 1 appears in one of
+  # them (50 px); class 2 never appears.
+  weights = dataset_stats.class_weights([150, 50, 0], [200, 100, 0])
+  # freq = [0.75, 0.5]; median 0.625.
+  np.testing.assert_allclose(weights["median_frequency"],
+                             [0.625 / 0.75, 0.625 / 0.5, 0.])
+  np.testing.assert_allclose(weights["balanced"],
+                             [200 / (2 * 150), 200 / (2 * 50), 0.])
