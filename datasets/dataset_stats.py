@@ -16,7 +16,6 @@ Usage:
     --dataset_dir=/data/voc/tfrecord --split=train [--output_json=stats.json]
 """
 
-import json
 from typing import Any, Dict, Optional
 
 from absl import flags
@@ -54,19 +53,13 @@ def class_weights(pixel_counts: np.ndarray,
     {"balanced": float [C], "median_frequency": float [C]}; 0 for absent
     classes.
   """
-  pixel_counts = np.asarray(pixel_counts, np.float64)
-  image_pixels = np.asarray(image_pixels, np.float64)
-  present = pixel_counts > 0
-  num_present = max(int(present.sum()), 1)
-  balanced = np.zeros_like(pixel_counts)
-  balanced[present] = pixel_counts.sum() / (num_present *
-                                            pixel_counts[present])
-  frequency = np.zeros_like(pixel_counts)
-  frequency[present] = pixel_counts[present] / image_pixels[present]
-  median = np.zeros_like(pixel_counts)
-  if present.any():
-    median[present] = np.median(frequency[present]) / frequency[present]
-  return {"balanced": balanced, "median_frequency": median}
+  # One implementation of the formulas: the one train.py uses.
+  from deeplab.core import class_weights as weights_lib  # pylint: disable=g-import-not-at-top
+  return {
+      "balanced": weights_lib.balanced_weights(pixel_counts),
+      "median_frequency": weights_lib.median_frequency_weights(
+          pixel_counts, image_pixels),
+  }
 
 
 def compute_stats(dataset_dir: str, split: str, num_classes: int,

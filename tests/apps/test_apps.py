@@ -16,36 +16,19 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from deeplab.datasets import build_demo_data
-from deeplab.datasets import build_voc2012_data
-
-MODEL_FLAGS = ["--dataset=demo", "--model_variant=mobilenet_v2",
-               "--output_stride=16", "--decoder_output_stride=4",
-               "--depth_multiplier=0.35", "--batch_norm_decay=0.9"]
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-
-
-def _app(module, *args, timeout=300):
-  return subprocess.run([sys.executable, "-m", f"deeplab.{module}", *args],
-                        capture_output=True, text=True, timeout=timeout,
-                        env=ENV, check=False)
-
+from testing_utils import APP_ENV
+from testing_utils import assert_clear_error
+from testing_utils import build_demo_tfrecords
+from testing_utils import DEMO_MODEL_FLAGS
+from testing_utils import run_app
 
 @pytest.fixture(scope="module")
 def demo_tfrecords(tmp_path_factory):
-  root = tmp_path_factory.mktemp("demo")
-  build_demo_data.generate_demo_dataset(str(root / "voc"), num_train=16,
-                                        num_val=4, image_size=64, seed=3)
-  build_voc2012_data.build_voc_dataset(
-      image_folder=str(root / "voc" / "JPEGImages"),
-      semantic_segmentation_folder=str(root / "voc" / "SegmentationClass"),
-      list_folder=str(root / "voc" / "ImageSets" / "Segmentation"),
-      output_dir=str(root / "tfrecord"), num_shards=2)
-  return root
+  return build_demo_tfrecords(tmp_path_factory.mktemp("demo"))
 
 
 def _train_args(data_root, logdir, steps):
-  return [*MODEL_FLAGS, f"--dataset_dir={data_root / 'tfrecord'}",
+  return [*DEMO_MODEL_FLAGS, f"--dataset_dir={data_root / 'tfrecord'}",
           f"--train_logdir={logdir}", "--train_crop_size=64,64",
           "--train_batch_size=4", f"--training_number_of_steps={steps}",
           "--optimizer=adam", "--base_learning_rate=0.001",
@@ -60,7 +43,7 @@ def test_train_kill_resume_evaluate_export_infer(demo_tfrecords, tmp_path):
   process = subprocess.Popen(
       [sys.executable, "-m", "deeplab.train",
        *_train_args(demo_tfrecords, logdir, 400)],
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=APP_ENV)
   deadline = time.time() + 240
   while time.time() < deadline and not (
       logdir.exists() and any(n.startswith("ckpt-4.") for n in os.listdir(logdir))):
@@ -74,19 +57,19 @@ def test_train_kill_resume_evaluate_export_infer(demo_tfrecords, tmp_path):
 
   # Restart: it resumes from the last checkpoint and stops at the target.
   target = max(saved) + 3
-  result = _app("train", *_train_args(demo_tfrecords, logdir, target))
+  result = run_app("train", *_train_args(demo_tfrecords, logdir, target))
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"Resumed from {logdir}/ckpt-{max(saved)} at step {max(saved)}" in result.stderr
   assert (logdir / f"ckpt-{target}.index").exists()
   # Rerun on a finished train_logdir: nothing to do, nothing rewritten.
   before = sorted(os.listdir(logdir))
-  result = _app("train", *_train_args(demo_tfrecords, logdir, target))
+  result = run_app("train", *_train_args(demo_tfrecords, logdir, target))
   assert result.returncode == 0 and "nothing to train" in result.stderr
   assert sorted(n for n in os.listdir(logdir) if "events" not in n) == sorted(
       n for n in before if "events" not in n)
 
   eval_dir = tmp_path / "eval"
-  result = _app("evaluate", *MODEL_FLAGS,
+  result = run_app("evaluate", *DEMO_MODEL_FLAGS,
                 f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
                 f"--checkpoint_dir={logdir}", f"--eval_logdir={eval_dir}",
                 "--eval_crop_size=64,64", "--eval_batch_size=2")
@@ -100,18 +83,18 @@ def test_train_kill_resume_evaluate_export_infer(demo_tfrecords, tmp_path):
   assert metrics["global_step"] == target
 
   export_dir = tmp_path / "export"
-  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={logdir}",
+  result = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={logdir}",
                 f"--export_path={export_dir}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert os.listdir(export_dir) == ["1"]
   assert (export_dir / "1" / "saved_model.pb").exists()
-  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={logdir}",
+  result = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={logdir}",
                 f"--export_path={export_dir}", "--export_version=1")
   assert result.returncode != 0 and "already exists" in result.stderr
 
   image = demo_tfrecords / "voc" / "JPEGImages" / "val_000000.jpg"
   vis_dir = tmp_path / "vis"
-  result = _app("inference", "--dataset=demo", f"--model_path={export_dir}",
+  result = run_app("inference", "--dataset=demo", f"--model_path={export_dir}",
                 f"--input={image}", f"--output_dir={vis_dir}")
   assert result.returncode == 0, result.stderr[-3000:]
   labels = Image.open(vis_dir / "val_000000.png")
@@ -121,58 +104,49 @@ def test_train_kill_resume_evaluate_export_infer(demo_tfrecords, tmp_path):
 
   bogus = tmp_path / "notes.jpg"
   bogus.write_text("not an image")
-  result = _app("inference", "--dataset=demo", f"--model_path={export_dir}",
+  result = run_app("inference", "--dataset=demo", f"--model_path={export_dir}",
                 f"--input={bogus}", f"--output_dir={tmp_path / 'vis2'}")
-  _assert_clear_error(result, str(bogus))
-
-
-def _assert_clear_error(result, *needles):
-  assert result.returncode != 0
-  last_line = result.stderr.strip().splitlines()[-1]
-  assert last_line.startswith("ERROR:"), result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
-  for needle in needles:
-    assert needle in last_line, last_line
+  assert_clear_error(result, str(bogus))
 
 
 def test_missing_dataset_dir_is_named(tmp_path):
   missing = tmp_path / "no_such_folder"
-  result = _app("train", *MODEL_FLAGS, f"--dataset_dir={missing}",
+  result = run_app("train", *DEMO_MODEL_FLAGS, f"--dataset_dir={missing}",
                 f"--train_logdir={tmp_path / 'train'}")
-  _assert_clear_error(result, str(missing))
+  assert_clear_error(result, str(missing))
   assert not (tmp_path / "train").exists()
 
 
 def test_split_without_shards_is_named(demo_tfrecords, tmp_path):
-  result = _app("train", *MODEL_FLAGS,
+  result = run_app("train", *DEMO_MODEL_FLAGS,
                 f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
                 "--train_split=trainval", f"--train_logdir={tmp_path / 't'}")
-  _assert_clear_error(result, "trainval")
+  assert_clear_error(result, "trainval")
 
 
 def test_unknown_model_variant_is_named(demo_tfrecords, tmp_path):
-  result = _app("train", "--dataset=demo", "--model_variant=resnet_v9",
+  result = run_app("train", "--dataset=demo", "--model_variant=resnet_v9",
                 f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
                 f"--train_logdir={tmp_path / 't'}")
-  _assert_clear_error(result, "resnet_v9", "mobilenet_v2")
+  assert_clear_error(result, "resnet_v9", "mobilenet_v2")
 
 
 def test_evaluate_without_checkpoint_is_named(demo_tfrecords, tmp_path):
   empty = tmp_path / "empty_logdir"
   empty.mkdir()
-  result = _app("evaluate", *MODEL_FLAGS,
+  result = run_app("evaluate", *DEMO_MODEL_FLAGS,
                 f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
                 f"--checkpoint_dir={empty}",
                 f"--eval_logdir={tmp_path / 'eval'}")
-  _assert_clear_error(result, str(empty))
+  assert_clear_error(result, str(empty))
   assert not (tmp_path / "eval" / "metrics.json").exists()
 
 
 def test_custom_dataset_needs_num_classes(demo_tfrecords, tmp_path):
-  result = _app("train", "--dataset=custom",
+  result = run_app("train", "--dataset=custom",
                 f"--dataset_dir={demo_tfrecords / 'tfrecord'}",
                 f"--train_logdir={tmp_path / 't'}")
-  _assert_clear_error(result, "--num_classes")
+  assert_clear_error(result, "--num_classes")
 
 
 @pytest.mark.parametrize("script,flag", [("deeplab-train", "--train_logdir"),
@@ -181,7 +155,7 @@ def test_console_scripts_run_the_apps(script, flag):
   path = os.path.join(os.path.dirname(sys.executable), script)
   assert os.path.exists(path), f"{script} not installed: pip install -e ."
   result = subprocess.run([path, "--help"], capture_output=True, text=True,
-                          timeout=120, env=ENV, check=False)
+                          timeout=120, env=APP_ENV, check=False)
   # absl's --help exits with status 1 by design; the flags must be listed.
   assert flag in result.stdout + result.stderr
   assert "--model_variant" in result.stdout + result.stderr

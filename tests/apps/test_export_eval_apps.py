@@ -6,8 +6,6 @@ each format side by side. Bad input gets one clear error line.
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,28 +14,10 @@ import tensorflow as tf
 from deeplab.core import config as config_lib
 from deeplab.core import deeplab_model
 from deeplab.datasets import build_demo_data
+from testing_utils import assert_clear_error
+from testing_utils import DEMO_MODEL_FLAGS
 from testing_utils import make_predictions_nontrivial
-
-MODEL_FLAGS = ["--dataset=demo", "--model_variant=mobilenet_v2",
-               "--output_stride=16", "--decoder_output_stride=4",
-               "--depth_multiplier=0.35", "--batch_norm_decay=0.9"]
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-
-
-def _app(module, *args, timeout=400):
-  return subprocess.run([sys.executable, "-m", f"deeplab.{module}", *args],
-                        capture_output=True, text=True, timeout=timeout,
-                        env=ENV, check=False)
-
-
-def _assert_clear_error(result, *needles):
-  assert result.returncode != 0
-  last_line = result.stderr.strip().splitlines()[-1]
-  assert last_line.startswith("ERROR:"), result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
-  for needle in needles:
-    assert needle in last_line, last_line
-
+from testing_utils import run_app
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
@@ -61,7 +41,7 @@ def checkpoint(tmp_path_factory):
 def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
   root, prefix = checkpoint
   export_dir = tmp_path / "export"
-  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={prefix}",
+  result = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={prefix}",
                 f"--export_path={export_dir}", "--crop_size=64,64",
                 "--export_formats=saved_model,frozen_graph,tflite_float32,"
                 "tflite_float16,tflite_int8,onnx",
@@ -78,12 +58,12 @@ def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
   assert os.listdir(export_dir) == ["1"]
 
   # The version exists: a clear error, before any slow conversion.
-  again = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={prefix}",
+  again = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={prefix}",
                f"--export_path={export_dir}", "--export_version=1")
-  _assert_clear_error(again, "already exists", str(version))
+  assert_clear_error(again, "already exists", str(version))
 
   eval_dir = tmp_path / "eval"
-  result = _app("evaluate", *MODEL_FLAGS,
+  result = run_app("evaluate", *DEMO_MODEL_FLAGS,
                 f"--dataset_dir={root / 'tfrecord'}",
                 f"--checkpoint_dir={prefix}", f"--eval_logdir={eval_dir}",
                 f"--model_path={version}",
@@ -112,7 +92,7 @@ def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
 def test_multiscale_full_image_checkpoint_evaluation(checkpoint, tmp_path):
   root, prefix = checkpoint
   eval_dir = tmp_path / "eval"
-  result = _app("evaluate", *MODEL_FLAGS,
+  result = run_app("evaluate", *DEMO_MODEL_FLAGS,
                 f"--dataset_dir={root / 'tfrecord'}",
                 f"--checkpoint_dir={prefix}", f"--eval_logdir={eval_dir}",
                 "--eval_crop_size=", "--eval_scales=0.75",
@@ -128,11 +108,11 @@ def test_bad_model_path_and_scales_are_named(checkpoint, tmp_path):
   root, prefix = checkpoint
   bogus = tmp_path / "model.h5"
   bogus.write_text("x")
-  result = _app("evaluate", *MODEL_FLAGS,
+  result = run_app("evaluate", *DEMO_MODEL_FLAGS,
                 f"--dataset_dir={root / 'tfrecord'}",
                 f"--model_path={bogus}", f"--eval_logdir={tmp_path / 'e'}")
-  _assert_clear_error(result, str(bogus), ".tflite")
-  result = _app("export_model", *MODEL_FLAGS, f"--checkpoint_path={prefix}",
+  assert_clear_error(result, str(bogus), ".tflite")
+  result = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={prefix}",
                 f"--export_path={tmp_path / 'x'}",
                 "--export_formats=tflite_int8", "--crop_size=64,64")
-  _assert_clear_error(result, "--representative_dataset_dir")
+  assert_clear_error(result, "--representative_dataset_dir")

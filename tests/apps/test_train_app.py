@@ -16,24 +16,14 @@ import pytest
 import tensorflow as tf
 
 from deeplab.core import preemption
-from deeplab.datasets import build_demo_data
-from deeplab.datasets import build_voc2012_data
-
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+from testing_utils import APP_ENV as ENV
+from testing_utils import build_demo_tfrecords
 TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
 def demo_tfrecords(tmp_path_factory):
-  root = tmp_path_factory.mktemp("demo")
-  build_demo_data.generate_demo_dataset(str(root / "voc"), num_train=16,
-                                        num_val=4, image_size=64, seed=3)
-  build_voc2012_data.build_voc_dataset(
-      image_folder=str(root / "voc" / "JPEGImages"),
-      semantic_segmentation_folder=str(root / "voc" / "SegmentationClass"),
-      list_folder=str(root / "voc" / "ImageSets" / "Segmentation"),
-      output_dir=str(root / "tfrecord"), num_shards=2)
-  return root / "tfrecord"
+  return build_demo_tfrecords(tmp_path_factory.mktemp("demo")) / "tfrecord"
 
 
 def _command(dataset_dir, logdir, steps, *extra):

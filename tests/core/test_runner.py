@@ -3,14 +3,12 @@
 import dataclasses
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from deeplab.core import config as config_lib
 from deeplab.core import experiment
-from deeplab.core import runner as runner_lib
 from testing_utils import randomize_weights
 
 
