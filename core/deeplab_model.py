@@ -36,6 +36,9 @@ LOGITS_LAYER = "logits"
 # Optional boundary refinement of the logits (as many channels as classes).
 REFINEMENT_LAYER = "logits_refinement"
 LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER, REFINEMENT_LAYER)
+# Layers whose weights depend on num_classes: what official
+# `last_layers_contain_logits_only=True` leaves out when fine-tuning.
+CLASS_DEPENDENT_LAYERS = (LOGITS_LAYER, REFINEMENT_LAYER)
 
 
 def build_deeplab_model(config: config_lib.ModelConfig,

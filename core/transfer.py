@@ -37,7 +37,7 @@ _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 def last_layer_names(last_layers_contain_logits_only: bool) -> Set[str]:
   """Top-level layer names that official DeepLab calls the last layers."""
   if last_layers_contain_logits_only:
-    return {deeplab_model.LOGITS_LAYER}
+    return set(deeplab_model.CLASS_DEPENDENT_LAYERS)
   return set(deeplab_model.LAST_LAYERS)
 
 

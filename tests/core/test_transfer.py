@@ -181,3 +181,21 @@ def test_last_layer_gradient_multiplier(tiny_model_config):
   for v, g in zip(variables, scaled):
     expected = 10.0 if v.path == "logits/kernel" else 1.0
     np.testing.assert_allclose(g.numpy(), expected)
+
+
+def test_logits_only_fine_tuning_also_skips_boundary_refinement(
+    tiny_model_config, tmp_path):
+  # The refinement layer works on the logits, so its shapes follow
+  # num_classes: logits-only fine-tuning must leave it out too.
+  source = deeplab_model.build_deeplab_model(
+      dataclasses.replace(tiny_model_config, boundary_refinement=True))
+  prefix = tf.train.Checkpoint(model=source).write(str(tmp_path / "ckpt"))
+  target = deeplab_model.build_deeplab_model(dataclasses.replace(
+      tiny_model_config, num_classes=5, boundary_refinement=True))
+  report = transfer.load_initial_checkpoint(
+      target, prefix, initialize_last_layer=False,
+      last_layers_contain_logits_only=True)
+  skipped_layers = {path.split("/")[0] for path in report.skipped}
+  assert skipped_layers == {"logits", "logits_refinement"}
+  assert not report.missing
+  assert any(path.startswith("decoder/") for path in report.loaded)
