@@ -6,6 +6,7 @@ the only module that reads flag values; it turns them into
 `deeplab.core.config` dataclasses which the library takes as arguments.
 """
 
+import dataclasses
 import sys
 
 from absl import app
@@ -88,6 +89,10 @@ flags.DEFINE_boolean("quant_friendly", False,
                      "(MobileNet backbones and head).")
 flags.DEFINE_boolean("boundary_refinement", False,
                      "Add a boundary-refinement block on the logits.")
+flags.DEFINE_string("backbone_initializer", "",
+                    "Keras initializer of the backbone's conv kernels when "
+                    "training from scratch (e.g. variance_scaling); empty "
+                    "keeps the official one. Loaded weights replace it.")
 flags.DEFINE_integer("num_classes", None,
                      "Number of classes; defaults to the dataset's.")
 
@@ -132,23 +137,15 @@ flags.DEFINE_integer("gridmask_min_period", 32,
 flags.DEFINE_integer("gridmask_max_period", 128,
                      "Largest GridMask period in pixels.")
 
-AUGMENTATION_FLAGS = (
-    "max_rotation_degrees", "brightness_max_delta", "contrast_max_delta",
-    "saturation_max_delta", "hue_max_delta", "blur_probability",
-    "blur_max_sigma", "noise_stddev", "gridmask_probability",
-    "gridmask_ratio", "gridmask_min_period", "gridmask_max_period")
-
-
-def augmentation_kwargs_from_flags():
-  """The `DataConfig` augmentation fields from their flags, validated.
+def augment_params_from_flags() -> config_lib.AugmentParams:
+  """The extra training augmentations from their flags, validated.
 
   Raises:
     ValueError: naming the flag whose value is out of range.
   """
-  from deeplab.datasets import augment  # pylint: disable=g-import-not-at-top
-  kwargs = {name: getattr(FLAGS, name) for name in AUGMENTATION_FLAGS}
-  augment.AugmentParams(**kwargs)  # Fail early, naming the flag.
-  return kwargs
+  return config_lib.AugmentParams(**{
+      field.name: getattr(FLAGS, field.name)
+      for field in dataclasses.fields(config_lib.AugmentParams)})
 
 
 def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
@@ -196,7 +193,22 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
       use_bounded_activation=FLAGS.use_bounded_activation,
       quant_friendly=FLAGS.quant_friendly,
       boundary_refinement=FLAGS.boundary_refinement,
+      backbone_initializer=_backbone_initializer_from_flag(),
   )
+
+
+def _backbone_initializer_from_flag() -> str:
+  """--backbone_initializer, checked against Keras's initializer names."""
+  name = FLAGS.backbone_initializer
+  if name:
+    import keras  # pylint: disable=g-import-not-at-top
+    try:
+      keras.initializers.get(name)
+    except ValueError:
+      raise ValueError(
+          f"--backbone_initializer={name!r} is not a Keras initializer name "
+          "(e.g. variance_scaling, he_normal, glorot_uniform).") from None
+  return name
 
 
 def crop_size_from_flag(value, flag_name: str):

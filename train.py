@@ -87,6 +87,12 @@ flags.DEFINE_integer("hard_example_mining_step", 0,
 flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
 flags.DEFINE_float("focal_gamma", 0.0, "Focal loss gamma (0: cross-entropy).")
 flags.DEFINE_float("focal_alpha", 1.0, "Focal loss alpha.")
+flags.DEFINE_float("aux_loss_weight", 0.0,
+                   "Weight of an auxiliary head's loss (PSPNet-style deep "
+                   "supervision of the stride-16 backbone feature; Model "
+                   "Garden and mmseg use 0.4). > 0 builds the model with the "
+                   "head; 0: no head. Eval/export/inference drop it.",
+                   lower_bound=0.0)
 
 # Transfer learning.
 flags.DEFINE_string("tf_initial_checkpoint", None,
@@ -154,6 +160,9 @@ def configs_from_flags():
   common_flags.require_flag("dataset_dir")
   descriptor = common_flags.dataset_descriptor_from_flags()
   model_config = common_flags.model_config_from_flags(descriptor.num_classes)
+  # The auxiliary head exists for its loss: only training builds it.
+  model_config = dataclasses.replace(
+      model_config, aux_head=FLAGS.aux_loss_weight > 0)
   if not FLAGS["weight_decay"].present:
     # Official: 4e-5, and 1e-4 for ResNet backbones.
     model_config = dataclasses.replace(
@@ -175,7 +184,7 @@ def configs_from_flags():
       is_training=True,
       deterministic=FLAGS.deterministic,
       seed=FLAGS.seed,
-      **common_flags.augmentation_kwargs_from_flags())
+      augment=common_flags.augment_params_from_flags())
   train_config = config_lib.TrainConfig(
       train_logdir=FLAGS.train_logdir,
       training_number_of_steps=FLAGS.training_number_of_steps,
@@ -210,6 +219,7 @@ def configs_from_flags():
       label_smoothing=FLAGS.label_smoothing,
       focal_gamma=FLAGS.focal_gamma,
       focal_alpha=FLAGS.focal_alpha,
+      aux_loss_weight=FLAGS.aux_loss_weight,
       tf_initial_checkpoint=FLAGS.tf_initial_checkpoint or "",
       initialize_last_layer=FLAGS.initialize_last_layer,
       last_layers_contain_logits_only=FLAGS.last_layers_contain_logits_only,

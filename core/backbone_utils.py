@@ -10,9 +10,13 @@
 * Official backbones name variables by TF1 scope (`xception_65/entry_flow/
   conv1_1/weights`); Keras 3 forbids `/` in layer names, so our layers use
   the same scope with `.` instead (`official_scope` maps back).
+* `initializer_factory` gives each layer its own initializer: a Keras 3
+  random initializer built without a seed draws one seed at construction,
+  so one instance shared by several layers would give every layer of the
+  same shape identical initial weights.
 """
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import keras
 
@@ -25,6 +29,20 @@ def check_output_stride(output_stride: int):
   """Raises ValueError unless output_stride is 8, 16 or 32."""
   if output_stride not in VALID_OUTPUT_STRIDES:
     raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}.")
+
+
+def initializer_factory(kernel_initializer, default) -> Callable[
+    [], keras.initializers.Initializer]:
+  """Returns a function making a new, independently seeded initializer.
+
+  Args:
+    kernel_initializer: A Keras initializer, its name or config, or None.
+    default: The backbone's official initializer, used when
+      `kernel_initializer` is None.
+  """
+  config = keras.initializers.serialize(
+      keras.initializers.get(kernel_initializer or default))
+  return lambda: keras.initializers.deserialize(config)
 
 
 def keras_name(scope: str) -> str:

@@ -63,6 +63,18 @@ class ModelConfig:
       activation after depthwise convs, ReLU instead of ReLU6) in the
       MobileNet backbones and the head.
     boundary_refinement: Add a boundary-refinement block on the logits.
+    aux_head: Add an auxiliary head (`core/aux_head.py`, PSPNet-style deep
+      supervision) on the variant's `aux_endpoint`; the model then returns
+      `[logits, aux_logits]`. For training only (`train.py` turns it on
+      with `--aux_loss_weight > 0`); evaluation, export and inference
+      build without it and still restore its checkpoints.
+    aux_head_filters: Channels of the auxiliary head's 3x3 conv.
+    aux_head_dropout_rate: Dropout before the auxiliary classifier.
+    backbone_initializer: Keras initializer name for the conv kernels of
+      the official backbones (mobilenet_v2/v3, xception, resnet_v1); empty
+      keeps each backbone's official initializer. Matters only when
+      training from scratch (e.g. `variance_scaling`, which learns faster
+      than slim's truncated normal there, see docs/benchmarks.md).
   """
 
   model_variant: str = "mobilenet_v2"
@@ -95,6 +107,10 @@ class ModelConfig:
   use_bounded_activation: bool = False
   quant_friendly: bool = False
   boundary_refinement: bool = False
+  aux_head: bool = False
+  aux_head_filters: int = 256
+  aux_head_dropout_rate: float = 0.1
+  backbone_initializer: str = ""
 
   def __post_init__(self):
     if self.output_stride not in (8, 16, 32):
@@ -136,6 +152,67 @@ class ModelConfig:
           f"smaller than --output_stride ({self.output_stride}).")
 
 
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+  """Training augmentations beyond official scale/crop/flip.
+
+  Applied by `deeplab.datasets.augment`; the zero defaults apply nothing, so
+  the pipeline is then the official one.
+
+  Attributes:
+    max_rotation_degrees: Largest rotation angle (0: off).
+    brightness_max_delta: Brightness shift, as a fraction of 255.
+    contrast_max_delta: Contrast factor drawn in [1 - d, 1 + d].
+    saturation_max_delta: Saturation factor drawn in [1 - d, 1 + d].
+    hue_max_delta: Hue shift in [-d, d] (fraction of a turn, <= 0.5).
+    blur_probability: Probability of a Gaussian blur.
+    blur_max_sigma: Largest blur sigma, in pixels.
+    noise_stddev: Standard deviation of additive noise, in pixel units.
+    gridmask_probability: Probability of GridMask.
+    gridmask_ratio: Side of a masked square as a fraction of the period.
+    gridmask_min_period: Smallest grid period d, in pixels.
+    gridmask_max_period: Largest grid period d, in pixels.
+  """
+
+  max_rotation_degrees: float = 0.
+  brightness_max_delta: float = 0.
+  contrast_max_delta: float = 0.
+  saturation_max_delta: float = 0.
+  hue_max_delta: float = 0.
+  blur_probability: float = 0.
+  blur_max_sigma: float = 1.5
+  noise_stddev: float = 0.
+  gridmask_probability: float = 0.
+  gridmask_ratio: float = 0.5
+  gridmask_min_period: int = 32
+  gridmask_max_period: int = 128
+
+  def __post_init__(self):
+    checks = [
+        ("max_rotation_degrees", 0 <= self.max_rotation_degrees <= 180),
+        ("brightness_max_delta", 0 <= self.brightness_max_delta <= 1),
+        ("contrast_max_delta", 0 <= self.contrast_max_delta < 1),
+        ("saturation_max_delta", 0 <= self.saturation_max_delta < 1),
+        ("hue_max_delta", 0 <= self.hue_max_delta <= 0.5),
+        ("blur_probability", 0 <= self.blur_probability <= 1),
+        ("blur_max_sigma", self.blur_max_sigma > 0),
+        ("noise_stddev", self.noise_stddev >= 0),
+        ("gridmask_probability", 0 <= self.gridmask_probability <= 1),
+        ("gridmask_ratio", 0 < self.gridmask_ratio < 1),
+        ("gridmask_min_period",
+         1 <= self.gridmask_min_period <= self.gridmask_max_period),
+    ]
+    for name, ok in checks:
+      if not ok:
+        raise ValueError(f"--{name}={getattr(self, name)} is out of range.")
+
+  @property
+  def any_photometric(self) -> bool:
+    return bool(self.brightness_max_delta or self.contrast_max_delta or
+                self.saturation_max_delta or self.hue_max_delta or
+                self.blur_probability or self.noise_stddev)
+
+
 @dataclasses.dataclass
 class DataConfig:
   """Where the data is and how it is preprocessed.
@@ -161,8 +238,8 @@ class DataConfig:
     deterministic: Make the input order reproducible.
     seed: Seed of shuffling and augmentation when deterministic.
     cache: Cache decoded examples in memory (small datasets).
-    max_rotation_degrees ... gridmask_max_period: Extra training
-      augmentations, all off by default; see `deeplab.datasets.augment`.
+    augment: Extra training augmentations beyond official scale/crop/flip,
+      all off by default.
   """
 
   dataset: str = "pascal_voc_seg"
@@ -182,19 +259,7 @@ class DataConfig:
   deterministic: bool = False
   seed: int = 0
   cache: bool = False
-  # Extra augmentations (deeplab.datasets.augment.AugmentParams); 0 = off.
-  max_rotation_degrees: float = 0.
-  brightness_max_delta: float = 0.
-  contrast_max_delta: float = 0.
-  saturation_max_delta: float = 0.
-  hue_max_delta: float = 0.
-  blur_probability: float = 0.
-  blur_max_sigma: float = 1.5
-  noise_stddev: float = 0.
-  gridmask_probability: float = 0.
-  gridmask_ratio: float = 0.5
-  gridmask_min_period: int = 32
-  gridmask_max_period: int = 128
+  augment: AugmentParams = dataclasses.field(default_factory=AugmentParams)
 
 
 @dataclasses.dataclass
@@ -234,6 +299,8 @@ class TrainConfig:
     label_smoothing: Label smoothing of the cross-entropy targets.
     focal_gamma: Focal-loss exponent (0: plain cross-entropy).
     focal_alpha: Focal-loss balance factor.
+    aux_loss_weight: Weight of the auxiliary head's loss (needs a model
+      built with `ModelConfig.aux_head`); 0: no auxiliary loss.
     tf_initial_checkpoint: Checkpoint (or train_logdir) to start from when
       `train_logdir` has no checkpoint yet.
     initialize_last_layer: Also load the last layers from it.
@@ -284,6 +351,7 @@ class TrainConfig:
   label_smoothing: float = 0.0
   focal_gamma: float = 0.0
   focal_alpha: float = 1.0
+  aux_loss_weight: float = 0.0
   tf_initial_checkpoint: str = ""
   initialize_last_layer: bool = True
   last_layers_contain_logits_only: bool = False

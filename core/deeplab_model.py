@@ -14,7 +14,10 @@ Layer names (top level of the returned model):
   bias: the official "last layer" to skip when fine-tuning with another
   number of classes; absent when `decoder_output_is_logits`, and the whole
   LR-ASPP head with `head=lr_aspp`), `logits_refinement` (optional
-  boundary refinement), `upsample_logits`.
+  boundary refinement), `upsample_logits`;
+* with `aux_head`: `aux_head` (the auxiliary head on the variant's
+  `aux_endpoint`) and `upsample_aux_logits`; the model then returns
+  `[logits, aux_logits]`.
 """
 
 from typing import Sequence
@@ -23,6 +26,7 @@ from absl import logging
 import keras
 
 from deeplab.core import aspp as aspp_lib
+from deeplab.core import aux_head as aux_head_lib
 from deeplab.core import boundary_refinement
 from deeplab.core import config as config_lib
 from deeplab.core import decoder as decoder_lib
@@ -31,14 +35,18 @@ from deeplab.core import lr_aspp as lr_aspp_lib
 from deeplab.core import model_variants
 
 LOGITS_LAYER = "logits"
-# Layers that official `last_layers_contain_logits_only=False` treats as
-# "last layers" (not restored when the number of classes changes).
 # Optional boundary refinement of the logits (as many channels as classes).
 REFINEMENT_LAYER = "logits_refinement"
-LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER, REFINEMENT_LAYER)
+# Optional auxiliary head (training only); its classifier has num_classes
+# channels.
+AUX_HEAD_LAYER = "aux_head"
+# Layers that official `last_layers_contain_logits_only=False` treats as
+# "last layers" (not restored when the number of classes changes).
+LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER, REFINEMENT_LAYER,
+               AUX_HEAD_LAYER)
 # Layers whose weights depend on num_classes: what official
 # `last_layers_contain_logits_only=True` leaves out when fine-tuning.
-CLASS_DEPENDENT_LAYERS = (LOGITS_LAYER, REFINEMENT_LAYER)
+CLASS_DEPENDENT_LAYERS = (LOGITS_LAYER, REFINEMENT_LAYER, AUX_HEAD_LAYER)
 
 
 def build_deeplab_model(config: config_lib.ModelConfig,
@@ -53,11 +61,13 @@ def build_deeplab_model(config: config_lib.ModelConfig,
 
   Returns:
     A model mapping float32 images in [0, 255], [batch, H, W, 3], to float32
-    logits at the input resolution, [batch, H, W, num_classes]. Call it with
+    logits at the input resolution, [batch, H, W, num_classes]; with
+    `config.aux_head`, to `[logits, aux_logits]`, both so. Call it with
     `training=True` to train BatchNorm and dropout.
 
   Raises:
-    ValueError: on an unknown `config.model_variant`.
+    ValueError: on an unknown `config.model_variant`, or an auxiliary head
+      on a variant without `aux_endpoint`.
   """
   variant = model_variants.get_model_variant(config.model_variant)
   activation = "relu6" if config.use_bounded_activation else "relu"
@@ -136,7 +146,45 @@ def build_deeplab_model(config: config_lib.ModelConfig,
   outputs = deeplab_layers.ResizeBilinear(
       align_corners=True, dtype="float32",
       name="upsample_logits")([logits, images])
+
+  if config.aux_head:
+    # === Auxiliary head (training only; PSPNet Sec. 3.3) ===
+    aux_logits = aux_head_lib.AuxiliaryHead(
+        num_classes=config.num_classes, filters=config.aux_head_filters,
+        dropout_rate=config.aux_head_dropout_rate, name=AUX_HEAD_LAYER,
+        **bn_args)(endpoints[_aux_endpoint(variant, endpoints)])
+    aux_outputs = deeplab_layers.ResizeBilinear(
+        align_corners=True, dtype="float32",
+        name="upsample_aux_logits")([aux_logits, images])
+    return keras.Model(images, [outputs, aux_outputs], name=name)
   return keras.Model(images, outputs, name=name)
+
+
+def main_output_model(model: keras.Model) -> keras.Model:
+  """`model` without its auxiliary head, for inference and export.
+
+  Args:
+    model: A model from `build_deeplab_model`.
+
+  Returns:
+    `model` itself when it has one output; else a model of its first
+    output (the logits) that shares its layers and weights, so that the
+    auxiliary head is neither computed nor exported.
+  """
+  if len(model.outputs) == 1:
+    return model
+  return keras.Model(model.input, model.outputs[0], name=model.name)
+
+
+def _aux_endpoint(variant, endpoints):
+  """The endpoint name the auxiliary head reads (raises when none)."""
+  name = variant.aux_endpoint
+  if name is None or name not in endpoints:
+    raise ValueError(
+        f"Model variant {variant.name} has no auxiliary-head endpoint "
+        f"(ModelVariant.aux_endpoint is {name!r}); train it with "
+        "--aux_loss_weight=0 (no auxiliary head).")
+  return name
 
 
 def _low_level_endpoint(variant, config):

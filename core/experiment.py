@@ -97,7 +97,8 @@ def make_loss_config(train_config: config_lib.TrainConfig,
       hard_example_mining_step=train_config.hard_example_mining_step,
       label_smoothing=train_config.label_smoothing,
       focal_gamma=train_config.focal_gamma,
-      focal_alpha=train_config.focal_alpha)
+      focal_alpha=train_config.focal_alpha,
+      aux_loss_weight=train_config.aux_loss_weight)
 
 
 def _model_builder(model_config: config_lib.ModelConfig,
@@ -223,6 +224,10 @@ def make_runner(model_config: config_lib.ModelConfig,
         f"--label_weights has {len(weights)} values; the model has "
         f"{model_config.num_classes} classes.")
 
+  if train_config.aux_loss_weight and not model_config.aux_head:
+    raise ValueError(
+        f"--aux_loss_weight={train_config.aux_loss_weight} needs a model "
+        "with an auxiliary head (ModelConfig.aux_head=True).")
   init_fn = _initial_checkpoint_loader(train_config)
 
   if train_config.freeze_level not in transfer.FREEZE_LEVELS:

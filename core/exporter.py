@@ -15,6 +15,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from deeplab.core import deeplab_model
 from deeplab.core import multiscale
 
 SERVING_SIGNATURE = "serving_default"
@@ -112,7 +113,8 @@ def export_saved_model(model: keras.Model, export_path: str,
   `export_path`, never sees a half-written version.
 
   Args:
-    model: The Keras DeepLab model.
+    model: The Keras DeepLab model; an auxiliary head, if any, is left out
+      of the export.
     export_path: The model's base folder (TF Serving's `model_base_path`).
     version: Integer version; the next free one when None.
     scales: Inference scales baked into the graph.
@@ -126,6 +128,8 @@ def export_saved_model(model: keras.Model, export_path: str,
   Raises:
     FileExistsError: naming the folder, when that version already exists.
   """
+  # A model trained with an auxiliary head exports its main output only.
+  model = deeplab_model.main_output_model(model)
   version = next_version(export_path) if version is None else int(version)
   target = os.path.join(export_path, str(version))
   if tf.io.gfile.exists(target):

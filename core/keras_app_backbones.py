@@ -91,9 +91,8 @@ def build_keras_resnet(inputs: keras.KerasTensor,
         kernel_regularizer=_regularizer(weight_decay), name=lname)(x)
 
   def bn(x, lname):
-    return keras.layers.BatchNormalization(
-        momentum=batch_norm_momentum, epsilon=1.001e-5,
-        synchronized=sync_batch_norm, name=lname)(x)
+    return deeplab_layers.batch_norm(lname, batch_norm_momentum, 1.001e-5,
+                                     sync_batch_norm)(x)
 
   endpoints = {}
   # === Stem ===
@@ -166,9 +165,8 @@ def build_keras_xception(inputs: keras.KerasTensor,
   endpoints = {}
 
   def bn(x, lname):
-    x = keras.layers.BatchNormalization(
-        momentum=batch_norm_momentum, epsilon=batch_norm_epsilon,
-        synchronized=sync_batch_norm, name=lname)(x)
+    x = deeplab_layers.batch_norm(lname, batch_norm_momentum,
+                                  batch_norm_epsilon, sync_batch_norm)(x)
     endpoints[lname] = x
     return x
 

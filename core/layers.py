@@ -15,6 +15,8 @@ import keras
 from keras import ops
 import tensorflow as tf
 
+from deeplab.core import batch_norm as batch_norm_lib
+
 _PACKAGE = "deeplab"
 # Activations of the conv blocks: official DeepLab's ReLU, or ReLU6 for
 # `use_bounded_activation` (quantization).
@@ -37,8 +39,11 @@ def l2_regularizer(weight_decay: float) -> Optional[keras.regularizers.L2]:
 
 def batch_norm(name: str, momentum: float, epsilon: float,
                synchronized: bool = False) -> keras.layers.BatchNormalization:
-  """BatchNormalization with scale and center, as slim's batch_norm."""
-  return keras.layers.BatchNormalization(
+  """BatchNormalization with scale and center, as slim's (fused) batch_norm.
+
+  See `deeplab.core.batch_norm` for why it is not Keras's own layer.
+  """
+  return batch_norm_lib.FusedBatchNormalization(
       momentum=momentum, epsilon=epsilon, synchronized=synchronized,
       name=name)
 

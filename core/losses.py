@@ -57,6 +57,9 @@ class LossConfig:
     if self.hard_example_mining_step < 0:
       raise ValueError("--hard_example_mining_step must be >= 0, got "
                        f"{self.hard_example_mining_step}.")
+    if self.aux_loss_weight < 0:
+      raise ValueError("--aux_loss_weight must be >= 0, got "
+                       f"{self.aux_loss_weight}.")
 
 
 def top_k_fraction(top_k_percent_pixels: float,

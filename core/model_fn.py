@@ -187,5 +187,14 @@ def model_fn(features: Dict[str, tf.Tensor],
   gradients = transfer.apply_gradient_multipliers(
       gradients, variables, params.gradient_multipliers)
   optimizer.apply_gradients(zip(gradients, variables))
+  if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+    # Report a non-finite gradient as a NaN loss, so that the runner stops
+    # before saving weights it corrupted: fused kernels (BatchNorm + ReLU
+    # under oneDNN) can turn NaN activations into zeros, leaving the loss
+    # finite while the gradients are not. (float16 loss scaling skips such
+    # steps by design.)
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                            for g in gradients if g is not None])
+    loss = tf.where(finite, loss, tf.constant(float("nan"), loss.dtype))
   return ModelSpec(mode, _predictions(logits), loss=loss, data_loss=data_loss,
                    train_op=params.optimizer.iterations)

@@ -7,7 +7,7 @@ Adding a backbone means writing its builder module and one
 """
 
 import dataclasses
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import keras
 
@@ -20,8 +20,8 @@ from deeplab.core import resnet_v1
 from deeplab.core import xception
 
 # builder(preprocessed_images, model_config) -> endpoints. The endpoints must
-# hold "final" (the feature ASPP consumes, at config.output_stride) and every
-# name listed in the variant's `decoder_endpoints`.
+# hold "final" (the feature ASPP consumes, at config.output_stride), every
+# name listed in the variant's `decoder_endpoints` and its `aux_endpoint`.
 BackboneBuilder = Callable[[keras.KerasTensor, config_lib.ModelConfig],
                            Dict[str, keras.KerasTensor]]
 
@@ -41,6 +41,10 @@ class ModelVariant:
       endpoint the v3+ decoder fuses (official `DECODER_END_POINTS`).
     default_atrous_rates: ASPP rates the official configs use with this
       variant at output stride 16 (empty: ASPP lite); double them at 8.
+    aux_endpoint: Name of the endpoint that the auxiliary head reads
+      (`ModelConfig.aux_head`, `--aux_loss_weight`): the stride-16 feature
+      before the last backbone stage, as PSPNet's `res4b22`; None when the
+      variant has none.
   """
 
   name: str
@@ -49,6 +53,7 @@ class ModelVariant:
   decoder_endpoints: Mapping[int, str] = dataclasses.field(
       default_factory=dict)
   default_atrous_rates: Tuple[int, ...] = ()
+  aux_endpoint: Optional[str] = None
 
   def __post_init__(self):
     if self.preprocessing not in deeplab_layers.PREPROCESSING_MODES:
@@ -116,7 +121,8 @@ def _build_mobilenet_v2(images, config: config_lib.ModelConfig):
       batch_norm_epsilon=config.batch_norm_epsilon,
       weight_decay=config.weight_decay,
       sync_batch_norm=config.sync_batch_norm,
-      quant_friendly=config.quant_friendly)
+      quant_friendly=config.quant_friendly,
+      kernel_initializer=config.backbone_initializer or None)
 
 
 def _xception_builder(name):
@@ -129,7 +135,8 @@ def _xception_builder(name):
         batch_norm_epsilon=config.batch_norm_epsilon,
         weight_decay=config.weight_decay,
         sync_batch_norm=config.sync_batch_norm,
-        use_bounded_activation=config.use_bounded_activation)
+        use_bounded_activation=config.use_bounded_activation,
+        kernel_initializer=config.backbone_initializer or None)
   return build
 
 
@@ -144,7 +151,8 @@ def _resnet_v1_builder(name):
         batch_norm_epsilon=1e-5,
         weight_decay=config.weight_decay,
         sync_batch_norm=config.sync_batch_norm,
-        use_bounded_activation=config.use_bounded_activation)
+        use_bounded_activation=config.use_bounded_activation,
+        kernel_initializer=config.backbone_initializer or None)
   return build
 
 
@@ -176,11 +184,26 @@ def _mobilenet_v3_builder(name):
         batch_norm_epsilon=config.batch_norm_epsilon,
         weight_decay=config.weight_decay,
         sync_batch_norm=config.sync_batch_norm,
-        quant_friendly=config.quant_friendly)
+        quant_friendly=config.quant_friendly,
+        kernel_initializer=config.backbone_initializer or None)
   return build
 
 
 # === Registry ===
+
+# Auxiliary-head endpoints: the stride-16 output of the stage before the
+# last one. ResNet: slim `block3` (Keras `conv4`, PSPNet's res4b22);
+# Xception: the middle flow's output (Keras `block12_out`); MobileNets: the
+# last 96-channel (v2), 112-channel (v3 large) or 48-channel (v3 small)
+# layer, before the last stage (mmsegmentation's MobileNetV2 aux input).
+_AUX_ENDPOINTS = {
+    "mobilenet_v2": "layer_14",
+    "mobilenet_v3_large_seg": "layer_13",
+    "mobilenet_v3_small_seg": "layer_9",
+    "xception": "block12_out",
+    "resnet50": "conv4_block6_out",
+    "resnet101": "conv4_block23_out",
+}
 
 register_model_variant(ModelVariant(
     name="mobilenet_v2",
@@ -191,7 +214,8 @@ register_model_variant(ModelVariant(
         8: "layer_7/depthwise_output",
         16: "layer_14/depthwise_output",
     },
-    default_atrous_rates=()))
+    default_atrous_rates=(),
+    aux_endpoint=_AUX_ENDPOINTS["mobilenet_v2"]))
 
 for _name in sorted(xception.BLOCKS):
   register_model_variant(ModelVariant(
@@ -199,7 +223,8 @@ for _name in sorted(xception.BLOCKS):
       backbone_builder=_xception_builder(_name),
       preprocessing="zero_mean_unit_range",
       decoder_endpoints=xception.DECODER_ENDPOINTS[_name],
-      default_atrous_rates=(6, 12, 18)))
+      default_atrous_rates=(6, 12, 18),
+      aux_endpoint="middle_flow/block1"))
 
 for _name, (_depth, _beta) in sorted(resnet_v1.VARIANTS.items()):
   register_model_variant(ModelVariant(
@@ -208,7 +233,8 @@ for _name, (_depth, _beta) in sorted(resnet_v1.VARIANTS.items()):
       # Official: only the beta variants take [-1, 1] inputs.
       preprocessing="zero_mean_unit_range" if _beta else "imagenet_mean",
       decoder_endpoints=resnet_v1.DECODER_ENDPOINTS[_depth],
-      default_atrous_rates=(6, 12, 18)))
+      default_atrous_rates=(6, 12, 18),
+      aux_endpoint="block3"))
 
 # Keras Applications architectures (community ports), atrous added.
 for _name in sorted(keras_app_backbones.RESNET_STAGES):
@@ -217,14 +243,16 @@ for _name in sorted(keras_app_backbones.RESNET_STAGES):
       backbone_builder=_build_keras_resnet(_name),
       preprocessing="caffe",
       decoder_endpoints=keras_app_backbones.DECODER_ENDPOINTS[_name],
-      default_atrous_rates=(6, 12, 18)))
+      default_atrous_rates=(6, 12, 18),
+      aux_endpoint=_AUX_ENDPOINTS[_name]))
 
 register_model_variant(ModelVariant(
     name="xception",
     backbone_builder=_build_keras_xception,
     preprocessing="zero_mean_unit_range",
     decoder_endpoints=keras_app_backbones.DECODER_ENDPOINTS["xception"],
-    default_atrous_rates=(6, 12, 18)))
+    default_atrous_rates=(6, 12, 18),
+    aux_endpoint=_AUX_ENDPOINTS["xception"]))
 
 for _name in sorted(mobilenet_v3.SPECS):
   register_model_variant(ModelVariant(
@@ -232,4 +260,5 @@ for _name in sorted(mobilenet_v3.SPECS):
       backbone_builder=_mobilenet_v3_builder(_name),
       preprocessing="zero_mean_unit_range",
       decoder_endpoints=mobilenet_v3.DECODER_ENDPOINTS[_name],
-      default_atrous_rates=()))
+      default_atrous_rates=(),
+      aux_endpoint=_AUX_ENDPOINTS[_name]))

@@ -14,6 +14,7 @@ Example:
   metrics = runner.evaluate(eval_input_fn)
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -30,6 +31,7 @@ from deeplab.core import exporter
 from deeplab.core import io_utils
 from deeplab.core import layers as deeplab_layers
 from deeplab.core import metrics as metrics_lib
+from deeplab.core import multiscale
 from deeplab.core import preemption
 from deeplab.core import transfer
 from deeplab.core.model_fn import ModeKeys
@@ -194,6 +196,9 @@ class Runner:
     self._restored = False
     self._checkpoint = None
     self._manager = None
+    self._last_saved_path = None
+    # TF's PreemptionCheckpointHandler, under a multi-worker cluster.
+    self._cluster_preemption = None
     # Reused across train()/evaluate() calls (train_and_evaluate), so the
     # input pipeline and the traced step functions are built only once.
     self._train_input = None  # (input_fn, iterator)
@@ -277,13 +282,53 @@ class Runner:
     return tf.train.latest_checkpoint(self.model_dir)
 
   def _save(self) -> str:
-    path = self._checkpoint_manager().save(checkpoint_number=self.global_step)
+    step = self.global_step
+    if self._cluster_preemption is not None:
+      self._cluster_preemption.note_saved_step(step)
+    path = self._checkpoint_manager().save(checkpoint_number=step)
     if self.is_chief:
       logging.info("Saved checkpoint %s", path)
     else:
       tf.io.gfile.rmtree(self._checkpoint_dir())
       path = os.path.join(self.model_dir, os.path.basename(path))
+    self._last_saved_path = path
     return path
+
+  def _save_unless_saved(self) -> str:
+    """Saves the current step unless its checkpoint exists (every worker
+    decides alike: their managers saw the same saves)."""
+    latest = self._checkpoint_manager().latest_checkpoint
+    if latest is not None and step_of_checkpoint(latest) == self.global_step:
+      self._last_saved_path = os.path.join(self.model_dir,
+                                           os.path.basename(latest))
+      return self._last_saved_path
+    return self._save()
+
+  def _raise_preempted(self):
+    """The cluster handler's `exit_fn`, called after its save."""
+    self.preempted = True
+    self._cluster_preemption = None  # Its watchers have stopped.
+    raise preemption.TrainingPreempted(self.global_step,
+                                       self._last_saved_path)
+
+  def _start_cluster_preemption(self) -> bool:
+    """Creates the cluster handler, which restores the latest checkpoint.
+
+    Returns:
+      Whether a checkpoint was restored; None when the handler is inactive
+      on this platform (the caller restores, and uses its own mechanism).
+    """
+    handler = preemption.ClusterPreemptionHandler(
+        self.strategy.cluster_resolver, self._checkpoint, self.model_dir,
+        save_fn=self._save_unless_saved, exit_fn=self._raise_preempted)
+    if not handler.active:
+      return None
+    self._cluster_preemption = handler
+    handler.align_step(self.global_step)
+    if handler.restored_path:
+      logging.info("Resumed from %s at step %d (PreemptionCheckpointHandler).",
+                   handler.restored_path, self.global_step)
+    return handler.restored_path is not None
 
   def restore_model(self, checkpoint_path: Optional[str] = None) -> str:
     """Loads model weights (no optimizer state) for evaluation or export.
@@ -340,30 +385,32 @@ class Runner:
     if self.train_options.jit_compile:
       compute = tf.function(compute, jit_compile=True)
 
-    def step_fn(features, labels, stop_flag):
+    def step_fn(features, labels, requests):
       # XLA takes no strings (filenames); the model needs only the pixels.
       features = {k: v for k, v in features.items() if v.dtype != tf.string}
       loss, data_loss = compute(features, labels)
       batch = tf.cast(tf.shape(labels)[0], tf.float32)
-      # Agree across replicas (and workers) on stopping after this step, so
-      # all of them save the same step on SIGTERM. (The identity places the
-      # flag on the replica's device, which all_reduce needs.)
+      # Agree across replicas (and workers) on [stop (SIGTERM), save (time
+      # interval)] after this step: any replica's request counts, so all of
+      # them save the same steps (saving reads the variables collectively),
+      # whatever signal or clock each worker saw. (The identity places the
+      # requests on the replica's device, which all_reduce needs.)
       context = tf.distribute.get_replica_context()
-      stop = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                tf.identity(stop_flag))
-      return loss, data_loss, batch, stop
+      requests = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    tf.identity(requests))
+      return loss, data_loss, batch, requests
 
     @tf.function
-    def train_step(iterator, stop_flag):
+    def train_step(iterator, requests):
       features, labels = next(iterator)
-      loss, data_loss, batch, stop = strategy.run(
-          step_fn, args=(features, labels, stop_flag))
+      loss, data_loss, batch, requests = strategy.run(
+          step_fn, args=(features, labels, requests))
       mean = tf.distribute.ReduceOp.MEAN
       total = tf.distribute.ReduceOp.SUM
       return (strategy.reduce(mean, loss, axis=None),
               strategy.reduce(mean, data_loss, axis=None),
               strategy.reduce(total, batch, axis=None),
-              strategy.reduce(mean, stop, axis=None))
+              strategy.reduce(mean, requests, axis=None))
 
     return train_step
 
@@ -419,7 +466,11 @@ class Runner:
     is already at `max_steps`, returns without training. A run killed at
     any point loses at most the steps since its last checkpoint; on SIGTERM
     it saves a checkpoint at the current step and raises
-    `preemption.TrainingPreempted`.
+    `preemption.TrainingPreempted`. Under MultiWorkerMirroredStrategy with
+    several workers, TF's `PreemptionCheckpointHandler` does this (the
+    checkpoint is at the step after the one the signal arrived in, on every
+    worker; see `preemption.ClusterPreemptionHandler`), and the handler also
+    restores the latest checkpoint.
 
     Args:
       input_fn: `input_fn(input_context) -> tf.data.Dataset` of
@@ -446,7 +497,12 @@ class Runner:
       self._train_input = (input_fn, iterator)
     if not self._restored:
       self._restored = True
-      if not self._restore_for_training() and self._init_fn is not None:
+      restored = None
+      if preemption.uses_cluster_handler(self.strategy):
+        restored = self._start_cluster_preemption()
+      if restored is None:
+        restored = self._restore_for_training()
+      if not restored and self._init_fn is not None:
         self.init_report = self._init_fn(self.model)
     if self._train_input is None or self._train_input[0] is not input_fn:
       skip = self.global_step if self.train_options.save_input_state else 0
@@ -470,13 +526,28 @@ class Runner:
     last_save_time = time.time()
     window_start, window_step, window_images = time.time(), start_step, 0
     step = start_step
-    with writer.as_default(), preemption.SigtermWatcher() as sigterm:
+    cluster = self._cluster_preemption
+    with contextlib.ExitStack() as stack:
+      stack.enter_context(writer.as_default())
+      # Under a cluster, TF's handler takes SIGTERM, saves and raises from
+      # `cluster.run`; otherwise the step all-reduces `sigterm.requested`.
+      sigterm = stack.enter_context(
+          cluster.watching() if cluster else preemption.SigtermWatcher())
+      stack.callback(writer.flush)
       while step < max_steps:
         self._apply_freeze_level(step)
         if self._train_step is None:
           self._train_step = self._make_train_step()
-        loss, data_loss, batch, stop = self._train_step(
-            iterator, tf.constant(float(sigterm.requested)))
+        requests = tf.constant([
+            float(getattr(sigterm, "requested", False)),
+            float(time.time() - last_save_time > config.save_interval_secs)])
+        if cluster:
+          loss, data_loss, batch, requests = cluster.run(
+              self._train_step, iterator, requests)
+        else:
+          loss, data_loss, batch, requests = self._train_step(
+              iterator, requests)
+        stop, save_due = requests.numpy() > 0
         step = self.global_step
         window_images += int(batch)
         loss_value = float(loss)
@@ -484,10 +555,9 @@ class Runner:
           raise FloatingPointError(
               f"Loss became {loss_value} at step {step}; stopping. The last "
               f"good checkpoint is {manager.latest_checkpoint}.")
-        if float(stop) > 0:
+        if stop:
           path = self._save()
           self.preempted = True
-          writer.flush()
           raise preemption.TrainingPreempted(step, path)
         if step % config.log_steps == 0 or step == max_steps:
           now = time.time()
@@ -513,8 +583,7 @@ class Runner:
           if not self.train_options.save_input_state:
             # Draws a batch of its own, which a deterministic run must not.
             self._write_image_summaries(iterator, step)
-        if (step % config.save_interval_steps == 0 or
-            time.time() - last_save_time > config.save_interval_secs):
+        if step % config.save_interval_steps == 0 or save_due:
           self._save()
           last_save_time = time.time()
     if manager.latest_checkpoint is None or step_of_checkpoint(
@@ -530,7 +599,9 @@ class Runner:
     labels = self.strategy.experimental_local_results(labels)[0]
     count = self.run_config.num_summary_images
     images, labels = images[:count], labels[:count]
-    predictions = tf.argmax(self.model(images, training=False), axis=-1)
+    # main_logits: a model with an auxiliary head returns [logits, aux].
+    predictions = tf.argmax(
+        multiscale.main_logits(self.model(images, training=False)), axis=-1)
     tf.summary.image("image", tf.cast(images, tf.uint8), step=step,
                      max_outputs=count)
     tf.summary.image("label", colorize(labels, self.colormap), step=step,

@@ -10,6 +10,14 @@ Community Keras ports add freeze levels for a transfer stage: train only
 the head (`backbone` frozen) or only the logits (`all_but_logits`) for N
 steps, then fine-tune everything.
 
+An auxiliary head (`--aux_loss_weight`) counts as a last layer and, since
+its classifier depends on num_classes, as a class-dependent one: it is
+skipped with `--initialize_last_layer=false` either way and gets
+`last_layer_gradient_multiplier`. It trains at every freeze level: it never
+feeds the main logits, and keeping it trained during the transfer stage
+means that when the backbone is unfrozen, the auxiliary gradient reaching
+the backbone comes from a fitted classifier, not a random one.
+
 Checkpoints are object-based (`tf.train.Checkpoint(model=...)`, with or
 without `optimizer`): our own `train_logdir` checkpoints and those written
 by `core/import_weights.py`. `load_initial_checkpoint` walks the
@@ -188,7 +196,8 @@ def apply_freeze_level(model: keras.Model, level: str,
   Args:
     model: The DeepLab model.
     level: `none` (all train), `backbone` (only ASPP, decoder and logits
-      train) or `all_but_logits` (only the logits train).
+      train) or `all_but_logits` (only the logits train). An auxiliary
+      head trains at every level.
     freeze_batch_norm: Keep every BatchNorm frozen whatever the level
       (official `fine_tune_batch_norm=False`).
 
@@ -204,7 +213,8 @@ def apply_freeze_level(model: keras.Model, level: str,
   trained = {
       "none": None,
       "backbone": set(deeplab_model.LAST_LAYERS),
-      "all_but_logits": {deeplab_model.LOGITS_LAYER},
+      "all_but_logits": {deeplab_model.LOGITS_LAYER,
+                         deeplab_model.AUX_HEAD_LAYER},
   }[level]
   frozen = []
   for layer in model.layers:

@@ -1,7 +1,8 @@
 """Training augmentations beyond official DeepLab's scale/crop/flip.
 
-Each is off by default and switched on by a `DataConfig` field (and its
-train.py flag). Geometric ones transform image and label with the same
+Each is off by default and switched on by a field of
+`deeplab.core.config.AugmentParams` (`DataConfig.augment`, and its train.py
+flag). Geometric ones transform image and label with the same
 sampling grid (image bilinear, label nearest neighbour, out-of-image pixels
 filled with the mean pixel and the ignore label), so the label stays aligned
 and no new label value appears; photometric ones touch the image only.
@@ -19,78 +20,14 @@ and no new label value appears; photometric ones touch the image only.
 Images are float32 in [0, 255] here; all draws are stateless, from a seed.
 """
 
-import dataclasses
 import math
 from typing import Optional, Tuple
 
 import tensorflow as tf
 
+from deeplab.core.config import AugmentParams
+
 MEAN_PIXEL = 127.5
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentParams:
-  """What to apply; the zero defaults apply nothing.
-
-  Attributes:
-    max_rotation_degrees: Largest rotation angle (0: off).
-    brightness_max_delta: Brightness shift, as a fraction of 255.
-    contrast_max_delta: Contrast factor drawn in [1 - d, 1 + d].
-    saturation_max_delta: Saturation factor drawn in [1 - d, 1 + d].
-    hue_max_delta: Hue shift in [-d, d] (fraction of a turn, <= 0.5).
-    blur_probability: Probability of a Gaussian blur.
-    blur_max_sigma: Largest blur sigma, in pixels.
-    noise_stddev: Standard deviation of additive noise, in pixel units.
-    gridmask_probability: Probability of GridMask.
-    gridmask_ratio: Side of a masked square as a fraction of the period.
-    gridmask_min_period: Smallest grid period d, in pixels.
-    gridmask_max_period: Largest grid period d, in pixels.
-  """
-
-  max_rotation_degrees: float = 0.
-  brightness_max_delta: float = 0.
-  contrast_max_delta: float = 0.
-  saturation_max_delta: float = 0.
-  hue_max_delta: float = 0.
-  blur_probability: float = 0.
-  blur_max_sigma: float = 1.5
-  noise_stddev: float = 0.
-  gridmask_probability: float = 0.
-  gridmask_ratio: float = 0.5
-  gridmask_min_period: int = 32
-  gridmask_max_period: int = 128
-
-  def __post_init__(self):
-    checks = [
-        ("max_rotation_degrees", 0 <= self.max_rotation_degrees <= 180),
-        ("brightness_max_delta", 0 <= self.brightness_max_delta <= 1),
-        ("contrast_max_delta", 0 <= self.contrast_max_delta < 1),
-        ("saturation_max_delta", 0 <= self.saturation_max_delta < 1),
-        ("hue_max_delta", 0 <= self.hue_max_delta <= 0.5),
-        ("blur_probability", 0 <= self.blur_probability <= 1),
-        ("blur_max_sigma", self.blur_max_sigma > 0),
-        ("noise_stddev", self.noise_stddev >= 0),
-        ("gridmask_probability", 0 <= self.gridmask_probability <= 1),
-        ("gridmask_ratio", 0 < self.gridmask_ratio < 1),
-        ("gridmask_min_period",
-         1 <= self.gridmask_min_period <= self.gridmask_max_period),
-    ]
-    for name, ok in checks:
-      if not ok:
-        raise ValueError(f"--{name}={getattr(self, name)} is out of range.")
-
-  @classmethod
-  def from_config(cls, config) -> "AugmentParams":
-    """Takes the fields of the same names from a `DataConfig` (absent: 0)."""
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
-              if hasattr(config, f.name)}
-    return cls(**values)
-
-  @property
-  def any_photometric(self) -> bool:
-    return bool(self.brightness_max_delta or self.contrast_max_delta or
-                self.saturation_max_delta or self.hue_max_delta or
-                self.blur_probability or self.noise_stddev)
 
 
 def _seeds(seed: tf.Tensor, num: int):

@@ -24,8 +24,8 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
+from deeplab.core.config import AugmentParams
 from deeplab.core.config import DataConfig
-from deeplab.datasets import augment
 from deeplab.datasets import data_descriptors
 from deeplab.datasets import preprocess
 from deeplab.datasets import tfrecord_io
@@ -71,8 +71,8 @@ def make_dataset(
   if ignore_label is None:
     ignore_label = data_descriptors.get_dataset_descriptor(
         config.dataset).ignore_label
-  augment_params = augment.AugmentParams.from_config(config)
-  if augment_params == augment.AugmentParams():
+  augment_params = config.augment
+  if augment_params == AugmentParams():
     augment_params = None  # Nothing to add: the official pipeline.
   files = tfrecord_io.list_shards(config.dataset_dir, config.split)
   crop_height, crop_width = (int(s) for s in config.crop_size)

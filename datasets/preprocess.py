@@ -28,6 +28,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
+from deeplab.core.config import AugmentParams
 from deeplab.datasets import augment
 
 # The mean pixel; it becomes 0 after scaling the image to [-1, 1].
@@ -121,7 +122,7 @@ def preprocess_image_and_label(image: tf.Tensor,
                                seed: Optional[tf.Tensor] = None,
                                image_name: Optional[tf.Tensor] = None,
                                augment_params: Optional[
-                                   augment.AugmentParams] = None):
+                                   AugmentParams] = None):
   """Preprocesses one image and its label (see the module docstring).
 
   Args:

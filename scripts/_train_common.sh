@@ -2,9 +2,10 @@
 # Shared helpers of scripts/train_*.sh (sourced, not run).
 #
 # Every training script: prints its plan, checks that the TFRecords it needs
-# exist (and says how to build them if not), then runs train -> evaluate ->
-# export. DRY_RUN=1 prints the commands without running them. Rerunning a
-# script resumes training from the last checkpoint in its train_logdir.
+# exist (and says how to build them if not), then runs train, then evaluate
+# and export (`evaluate_and_export`). DRY_RUN=1 prints the commands without
+# running them. Rerunning a script resumes training from the last checkpoint
+# in its train_logdir.
 set -euo pipefail
 
 PYTHON="${PYTHON:-python}"
@@ -44,4 +45,19 @@ initial_checkpoint_flags() {
   if [ -n "${INIT_CHECKPOINT:-}" ]; then
     echo "--tf_initial_checkpoint=${INIT_CHECKPOINT}"
   fi
+}
+
+# evaluate_and_export SPLIT CROP [EXPORT_FLAG...]: evaluates the trained
+# checkpoint in WORK_DIR/train on SPLIT with eval canvas CROP (H,W), then
+# exports it to WORK_DIR/export. Reads MODEL_FLAGS, DATASET_DIR, WORK_DIR.
+evaluate_and_export() {
+  local split="$1" crop="$2"
+  shift 2
+  run "${PYTHON}" -m deeplab.evaluate "${MODEL_FLAGS[@]}" \
+    --dataset_dir="${DATASET_DIR}" --eval_split="${split}" \
+    --checkpoint_dir="${WORK_DIR}/train" --eval_logdir="${WORK_DIR}/eval" \
+    --eval_crop_size="${crop}"
+  run "${PYTHON}" -m deeplab.export_model "${MODEL_FLAGS[@]}" \
+    --checkpoint_path="${WORK_DIR}/train" --export_path="${WORK_DIR}/export" \
+    "$@"
 }

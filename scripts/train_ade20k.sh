@@ -37,9 +37,4 @@ run "${PYTHON}" -m deeplab.train "${MODEL_FLAGS[@]}" \
   --base_learning_rate=0.01 --learning_policy=poly \
   --fine_tune_batch_norm=true \
   $(distribution_flags) $(initial_checkpoint_flags)
-run "${PYTHON}" -m deeplab.evaluate "${MODEL_FLAGS[@]}" \
-  --dataset_dir="${DATASET_DIR}" --eval_split=val \
-  --checkpoint_dir="${WORK_DIR}/train" --eval_logdir="${WORK_DIR}/eval" \
-  --eval_crop_size=513,513
-run "${PYTHON}" -m deeplab.export_model "${MODEL_FLAGS[@]}" \
-  --checkpoint_path="${WORK_DIR}/train" --export_path="${WORK_DIR}/export"
+evaluate_and_export val 513,513

@@ -39,11 +39,6 @@ run "${PYTHON}" -m deeplab.train "${MODEL_FLAGS[@]}" \
   --optimizer=adam --base_learning_rate=0.001 --learning_policy=cosine \
   --warmup_steps=1000 --batch_norm_decay=0.99 \
   $(distribution_flags) $(initial_checkpoint_flags)
-run "${PYTHON}" -m deeplab.evaluate "${MODEL_FLAGS[@]}" \
-  --dataset_dir="${DATASET_DIR}" --eval_split=val \
-  --checkpoint_dir="${WORK_DIR}/train" --eval_logdir="${WORK_DIR}/eval" \
-  --eval_crop_size=256,256
-run "${PYTHON}" -m deeplab.export_model "${MODEL_FLAGS[@]}" \
-  --checkpoint_path="${WORK_DIR}/train" --export_path="${WORK_DIR}/export" \
-  --crop_size=256,256 --export_formats=saved_model,tflite_int8 \
+evaluate_and_export val 256,256 --crop_size=256,256 \
+  --export_formats=saved_model,tflite_int8 \
   --representative_dataset_dir="${DATASET_DIR}"

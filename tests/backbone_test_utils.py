@@ -23,7 +23,8 @@ def side(size, stride):
 @functools.lru_cache(maxsize=None)
 def backbone(variant_name, output_stride, size=SIZE, multi_grid=None):
   """A model mapping preprocessed images to the variant's endpoints
-  `final` and its decoder endpoints (cached: build once per test session)."""
+  `final`, its decoder endpoints and `aux` (its auxiliary-head endpoint)
+  (cached: build once per test session)."""
   variant = model_variants.get_model_variant(variant_name)
   config = config_lib.ModelConfig(model_variant=variant_name,
                                   output_stride=output_stride,
@@ -33,6 +34,8 @@ def backbone(variant_name, output_stride, size=SIZE, multi_grid=None):
   names = {"final": "final"}
   names.update({f"decoder_{k}": v for k, v in
                 variant.decoder_endpoints.items()})
+  if variant.aux_endpoint:
+    names["aux"] = variant.aux_endpoint
   return keras.Model(inputs, {k: endpoints[v] for k, v in names.items()})
 
 

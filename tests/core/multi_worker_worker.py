@@ -1,8 +1,10 @@
-"""One worker of the two-worker test (run by test_multi_worker.py).
+"""One worker of the two-worker tests (run by test_multi_worker.py).
 
-Usage: python multi_worker_worker.py MODEL_DIR OUTPUT_NPZ (with TF_CONFIG).
-Trains the tiny model 3 steps under MultiWorkerMirroredStrategy, then saves
-this worker's final weights to OUTPUT_NPZ.
+Usage: python multi_worker_worker.py MODEL_DIR OUTPUT_NPZ [MAX_STEPS]
+(with TF_CONFIG). Trains the tiny model to MAX_STEPS (default 3) under
+MultiWorkerMirroredStrategy, saving every 2 steps, then saves this worker's
+final step and weights to OUTPUT_NPZ. On SIGTERM (preemption) it saves them
+too, with `preempted=True`, and exits with status 143 like train.py.
 """
 
 import os
@@ -10,11 +12,13 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from absl import logging  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
 from deeplab.core import experiment  # pylint: disable=g-import-not-at-top
+from deeplab.core import preemption  # pylint: disable=g-import-not-at-top
 
 
 def input_fn(input_context=None):
@@ -31,7 +35,16 @@ def input_fn(input_context=None):
   return dataset.repeat().batch(batch)
 
 
-def main(model_dir, output):
+def _save_result(output, runner, step, preempted):
+  weights = {w.path: w.numpy() for w in runner.model.weights}
+  # The handler's own step count, which must equal the global step.
+  handler = runner._cluster_preemption  # pylint: disable=protected-access
+  handler_steps = handler.run_calls if handler is not None else -1
+  np.savez(output, step=step, is_chief=runner.is_chief, preempted=preempted,
+           handler_steps=handler_steps, **weights)
+
+
+def main(model_dir, output, max_steps=3):
   strategy = experiment.make_strategy("multi_worker_mirrored")
   model_config = config_lib.ModelConfig(
       model_variant="mobilenet_v2", num_classes=3, output_stride=16,
@@ -39,16 +52,21 @@ def main(model_dir, output):
       decoder_filters=16, low_level_filters=8, batch_norm_momentum=0.9,
       sync_batch_norm=True)
   train_config = config_lib.TrainConfig(
-      train_logdir=model_dir, training_number_of_steps=3, optimizer="momentum",
-      base_learning_rate=0.05, save_interval_steps=2, log_steps=1,
-      image_summary_steps=0)
+      train_logdir=model_dir, training_number_of_steps=max_steps,
+      optimizer="momentum", base_learning_rate=0.05, save_interval_steps=2,
+      log_steps=1, image_summary_steps=0)
   runner = experiment.make_runner(model_config, model_dir, 255,
                                   train_config=train_config,
                                   strategy=strategy)
-  step = runner.train(input_fn, max_steps=3)
-  weights = {w.path: w.numpy() for w in runner.model.weights}
-  np.savez(output, step=step, is_chief=runner.is_chief, **weights)
+  try:
+    step = runner.train(input_fn, max_steps=max_steps)
+  except preemption.TrainingPreempted as stopped:
+    _save_result(output, runner, stopped.step, preempted=True)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+  _save_result(output, runner, step, preempted=False)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2])
+  logging.set_verbosity(logging.INFO)
+  tf.get_logger().setLevel("INFO")  # The PreemptionCheckpointHandler too.
+  main(sys.argv[1], sys.argv[2], *[int(a) for a in sys.argv[3:]])

@@ -167,35 +167,6 @@ def test_quant_friendly_and_bounded_activation():
   assert float(np.max(aspp(_x() * 100))) <= 6.0
 
 
-def test_model_flags_reach_the_config():
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from deeplab import common_flags  # pylint: disable=g-import-not-at-top
-  argv = ["prog", "--model_variant=mobilenet_v3_large_seg",
-          "--output_stride=32", "--image_pooling_crop_size=769,769",
-          "--image_pooling_stride=4,5", "--aspp_convs_filters=128",
-          "--noaspp_with_concat_projection",
-          "--aspp_with_squeeze_and_excitation", "--image_se_uses_qsigmoid",
-          "--decoder_use_sum_merge", "--decoder_output_is_logits",
-          "--decoder_output_stride=8", "--multi_grid=1", "--multi_grid=2",
-          "--multi_grid=4", "--quant_friendly", "--boundary_refinement",
-          '--aspp_branches=[{"type": "conv"}]', "--use_bounded_activation"]
-  flags.FLAGS.unparse_flags()
-  flags.FLAGS(argv)
-  try:
-    config = common_flags.model_config_from_flags(num_classes=19)
-  finally:
-    flags.FLAGS.unparse_flags()
-  assert config.image_pooling_crop_size == (769, 769)
-  assert config.image_pooling_stride == (4, 5)
-  assert config.aspp_filters == 128 and config.multi_grid == (1, 2, 4)
-  assert not config.aspp_with_concat_projection
-  assert (config.aspp_with_squeeze_and_excitation and
-          config.image_se_uses_qsigmoid and config.decoder_use_sum_merge and
-          config.decoder_output_is_logits and config.quant_friendly and
-          config.boundary_refinement and config.use_bounded_activation)
-  assert config.aspp_branches[0]["type"] == "conv"
-
-
 @pytest.mark.parametrize("overrides", [
     dict(model_variant="mobilenet_v3_small_seg", head="lr_aspp",
          decoder_output_stride=None, boundary_refinement=True),

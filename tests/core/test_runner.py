@@ -149,10 +149,13 @@ def mirrored_strategy():
 
 def test_mirrored_strategy_two_cpu_replicas(tiny_model_config, tmp_path,
                                             mirrored_strategy):
+  # save_interval_secs=0: the replicas agree (all-reduce) on a save after
+  # every step, on top of the every-3-steps ones.
   runner = _runner(tiny_model_config, str(tmp_path / "train"),
-                   mirrored_strategy)
+                   mirrored_strategy, save_interval_secs=0)
   assert runner.train(_input_fn, max_steps=2) == 2
   assert runner.strategy.num_replicas_in_sync == 2
+  assert os.path.exists(tmp_path / "train" / "ckpt-1.index")
   results = runner.evaluate(_eval_input_fn)
   assert results["num_images"] == 4
 

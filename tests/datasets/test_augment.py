@@ -50,7 +50,7 @@ def _check_aligned(image, label, palette, classes, min_fraction):
 @pytest.mark.parametrize("seed", range(4))
 def test_every_geometric_transform_keeps_alignment(seed):
   image, label, palette, classes = _block_image(seed)
-  params = augment.AugmentParams(max_rotation_degrees=30.)
+  params = config_lib.AugmentParams(max_rotation_degrees=30.)
   for crop in ((40, 40), (96, 112)):  # Crop inside, and pad beyond.
     out_image, out_label = preprocess.preprocess_image_and_label(
         image, label, crop[0], crop[1], min_scale_factor=0.5,
@@ -87,11 +87,11 @@ def test_zero_params_change_nothing_and_photometric_spares_label():
               is_training=True, seed=tf.constant([4, 5]))
   base = preprocess.preprocess_image_and_label(image, label, **args)
   same = preprocess.preprocess_image_and_label(
-      image, label, augment_params=augment.AugmentParams(), **args)
+      image, label, augment_params=config_lib.AugmentParams(), **args)
   np.testing.assert_array_equal(base[0], same[0])
   np.testing.assert_array_equal(base[1], same[1])
   jittered = preprocess.preprocess_image_and_label(
-      image, label, augment_params=augment.AugmentParams(
+      image, label, augment_params=config_lib.AugmentParams(
           brightness_max_delta=0.2, contrast_max_delta=0.3,
           saturation_max_delta=0.3, hue_max_delta=0.1, blur_probability=1.,
           noise_stddev=5.), **args)
@@ -113,7 +113,7 @@ def test_blur_keeps_constant_images_and_smooths_edges():
 
 def test_grid_mask_masks_squares_with_the_mean_pixel():
   image = tf.fill([64, 64, 3], 10.)
-  params = augment.AugmentParams(gridmask_probability=1., gridmask_ratio=0.5,
+  params = config_lib.AugmentParams(gridmask_probability=1., gridmask_ratio=0.5,
                                  gridmask_min_period=16,
                                  gridmask_max_period=16)
   masked = augment.grid_mask(image, params, tf.constant([1, 1])).numpy()
@@ -123,22 +123,23 @@ def test_grid_mask_masks_squares_with_the_mean_pixel():
   # Squares of 8 on a period of 16.
   rows = np.nonzero(is_masked.any(1))[0]
   assert len(rows) == 32
-  off = augment.grid_mask(image, augment.AugmentParams(),
+  off = augment.grid_mask(image, config_lib.AugmentParams(),
                           tf.constant([1, 1]))
   np.testing.assert_array_equal(off, image)
 
 
 def test_out_of_range_params_name_the_flag():
   with pytest.raises(ValueError, match="--hue_max_delta"):
-    augment.AugmentParams(hue_max_delta=0.7)
+    config_lib.AugmentParams(hue_max_delta=0.7)
 
 
 def test_pipeline_applies_config_augmentations(demo_tfrecords):
   config = config_lib.DataConfig(
       dataset="demo", dataset_dir=str(demo_tfrecords), split="train",
       batch_size=2, crop_size=(48, 48), deterministic=True,
-      max_rotation_degrees=20., brightness_max_delta=0.1,
-      gridmask_probability=0.5, blur_probability=0.5, noise_stddev=2.)
+      augment=config_lib.AugmentParams(
+          max_rotation_degrees=20., brightness_max_delta=0.1,
+          gridmask_probability=0.5, blur_probability=0.5, noise_stddev=2.))
   features, labels = next(iter(input_pipeline.make_dataset(config)))
   assert features["image"].shape == (2, 48, 48, 3)
   assert set(np.unique(labels.numpy())) <= set(range(5)) | {IGNORE}

@@ -1,0 +1,78 @@
+"""Shared flags: each reaches its config field, bad values name the flag."""
+
+import contextlib
+
+from absl import flags
+import pytest
+
+from deeplab import common_flags
+from deeplab.core import config as config_lib
+from deeplab.datasets import data_descriptors
+
+FLAGS = flags.FLAGS
+
+
+@contextlib.contextmanager
+def _parsed(argv):
+  """Parses `argv` into the global flags, and resets them afterwards."""
+  FLAGS.unparse_flags()
+  FLAGS(["prog"] + list(argv))
+  try:
+    yield
+  finally:
+    FLAGS.unparse_flags()
+
+
+def test_model_flags_reach_the_config():
+  argv = ["--model_variant=mobilenet_v3_large_seg", "--output_stride=32",
+          "--image_pooling_crop_size=769,769", "--image_pooling_stride=4,5",
+          "--aspp_convs_filters=128",
+          "--noaspp_with_concat_projection",
+          "--aspp_with_squeeze_and_excitation", "--image_se_uses_qsigmoid",
+          "--decoder_use_sum_merge", "--decoder_output_is_logits",
+          "--decoder_output_stride=8", "--multi_grid=1", "--multi_grid=2",
+          "--multi_grid=4", "--quant_friendly", "--boundary_refinement",
+          '--aspp_branches=[{"type": "conv"}]', "--use_bounded_activation"]
+  with _parsed(argv):
+    config = common_flags.model_config_from_flags(num_classes=19)
+  assert config.image_pooling_crop_size == (769, 769)
+  assert config.image_pooling_stride == (4, 5)
+  assert config.aspp_filters == 128 and config.multi_grid == (1, 2, 4)
+  assert not config.aspp_with_concat_projection
+  assert (config.aspp_with_squeeze_and_excitation and
+          config.image_se_uses_qsigmoid and config.decoder_use_sum_merge and
+          config.decoder_output_is_logits and config.quant_friendly and
+          config.boundary_refinement and config.use_bounded_activation)
+  assert config.aspp_branches[0]["type"] == "conv"
+
+
+def test_augmentation_flags_reach_augment_params():
+  with _parsed(["--max_rotation_degrees=15", "--hue_max_delta=0.1",
+                "--gridmask_probability=0.3", "--gridmask_min_period=16"]):
+    params = common_flags.augment_params_from_flags()
+  assert params == config_lib.AugmentParams(
+      max_rotation_degrees=15., hue_max_delta=0.1, gridmask_probability=0.3,
+      gridmask_min_period=16)
+  with _parsed(["--saturation_max_delta=2"]):
+    with pytest.raises(ValueError, match="--saturation_max_delta=2"):
+      common_flags.augment_params_from_flags()
+
+
+def test_crop_size_flag_takes_two_positive_integers():
+  assert common_flags.crop_size_from_flag("321,513", "train_crop_size") == (
+      321, 513)
+  for bad in ("513", "0,513", "a,b"):
+    with pytest.raises(ValueError, match="--train_crop_size expects"):
+      common_flags.crop_size_from_flag(bad, "train_crop_size")
+
+
+def test_custom_dataset_needs_num_classes():
+  with _parsed(["--dataset=custom"]):
+    with pytest.raises(flags.ValidationError, match="--num_classes"):
+      common_flags.dataset_descriptor_from_flags()
+  with _parsed(["--dataset=custom", "--num_classes=7"]):
+    descriptor = common_flags.dataset_descriptor_from_flags()
+  assert descriptor.num_classes == 7 and descriptor.ignore_label == 255
+  with _parsed(["--dataset=cityscapes"]):
+    assert (common_flags.dataset_descriptor_from_flags() ==
+            data_descriptors.get_dataset_descriptor("cityscapes"))
