@@ -137,6 +137,7 @@ flags.DEFINE_integer("gridmask_min_period", 32,
 flags.DEFINE_integer("gridmask_max_period", 128,
                      "Largest GridMask period in pixels.")
 
+
 def augment_params_from_flags() -> config_lib.AugmentParams:
   """The extra training augmentations from their flags, validated.
 

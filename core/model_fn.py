@@ -100,15 +100,6 @@ def _predictions(logits: tf.Tensor) -> Dict[str, tf.Tensor]:
   }
 
 
-def _split_outputs(outputs):
-  """(logits, aux_logits or None) of a model with one or two outputs."""
-  if isinstance(outputs, (list, tuple)):
-    return outputs[0], (outputs[1] if len(outputs) > 1 else None)
-  if isinstance(outputs, dict):
-    return outputs["logits"], outputs.get("aux_logits")
-  return outputs, None
-
-
 def _losses(logits, labels, params: ModelFnParams, global_step=None,
             label_weights=None, aux_logits=None):
   """(data loss, total loss): cross-entropy (+ aux) and weight decay."""
@@ -171,7 +162,8 @@ def model_fn(features: Dict[str, tf.Tensor],
     label_weights = params.adaptive_class_weights.update(labels)
   with tf.GradientTape() as tape:
     # A model with an auxiliary head returns [logits, aux_logits].
-    logits, aux_logits = _split_outputs(model(images, training=True))
+    logits, aux_logits = multiscale.split_outputs(
+        model(images, training=True))
     data_loss, loss = _losses(logits, labels, params,
                               global_step=optimizer.iterations,
                               label_weights=label_weights,

@@ -15,7 +15,7 @@ Example:
       model, images, scales=(0.75, 1.0, 1.25), add_flipped_images=True)
 """
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -43,13 +43,19 @@ def is_single_pass(scales: Sequence[float], add_flipped_images: bool) -> bool:
   return tuple(float(s) for s in scales) == (1.0,) and not add_flipped_images
 
 
-def main_logits(outputs) -> tf.Tensor:
-  """The logits of a model output, dropping auxiliary heads if any."""
+def split_outputs(outputs) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  """(logits, aux_logits or None) of a model with one or two outputs
+  (`[logits, aux_logits]`, or a dict with `logits` and `aux_logits`)."""
   if isinstance(outputs, (list, tuple)):
-    outputs = outputs[0]
-  elif isinstance(outputs, dict):
-    outputs = outputs["logits"]
-  return tf.cast(outputs, tf.float32)
+    return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+  if isinstance(outputs, dict):
+    return outputs["logits"], outputs.get("aux_logits")
+  return outputs, None
+
+
+def main_logits(outputs) -> tf.Tensor:
+  """The float32 logits of a model output, dropping auxiliary heads if any."""
+  return tf.cast(split_outputs(outputs)[0], tf.float32)
 
 
 def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:

@@ -46,13 +46,7 @@ def define_flags() -> None:
   flags.DEFINE_string("val_image_label_folder",
                       f"{root}/annotations/validation",
                       "Validation annotation PNGs.")
-  flags.DEFINE_string("output_dir", "./tfrecord",
-                      "Folder for the TFRecord shards.")
-  flags.DEFINE_integer("num_shards", 4, "Shards per split.")
-  flags.DEFINE_integer("num_workers", 1,
-                       "Processes that read and encode examples (1: none).")
-  flags.DEFINE_boolean("skip_invalid", False,
-                       "Log and skip invalid examples instead of failing.")
+  build_data.define_writer_flags()
 
 
 def list_ade20k_examples(image_folder: str, label_folder: str,

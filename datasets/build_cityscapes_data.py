@@ -57,13 +57,8 @@ def define_flags() -> None:
   """Defines the builder's flags (only when run as a program)."""
   flags.DEFINE_string("cityscapes_root", "./cityscapes",
                       "Folder holding leftImg8bit/ and gtFine/.")
-  flags.DEFINE_string("output_dir", "./tfrecord",
-                      "Folder for the TFRecord shards.")
-  flags.DEFINE_integer("num_shards", 10, "Shards per split (official: 10).")
-  flags.DEFINE_integer("num_workers", 1,
-                       "Processes that read and encode examples (1: none).")
-  flags.DEFINE_boolean("skip_invalid", False,
-                       "Log and skip invalid examples instead of failing.")
+  build_data.define_writer_flags(
+      num_shards=10, num_shards_help="Shards per split (official: 10).")
   flags.DEFINE_list("splits", None,
                     "Splits to build, among train_fine, val_fine, test_fine, "
                     "train_coarse (default: the fine splits whose "

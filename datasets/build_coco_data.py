@@ -81,13 +81,7 @@ def define_flags() -> None:
                     "coco: 80 thing classes + background; voc: the 20 VOC "
                     "categories + background; person: person vs background "
                     "(dataset people_seg).")
-  flags.DEFINE_string("output_dir", "./tfrecord",
-                      "Folder for the TFRecord shards.")
-  flags.DEFINE_integer("num_shards", 4, "Shards per split.")
-  flags.DEFINE_integer("num_workers", 1,
-                       "Processes that read and encode examples (1: none).")
-  flags.DEFINE_boolean("skip_invalid", False,
-                       "Log and skip invalid examples instead of failing.")
+  build_data.define_writer_flags()
   flags.DEFINE_boolean("skip_empty", False,
                        "Skip images with no kept object (all background).")
 

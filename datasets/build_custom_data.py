@@ -46,13 +46,7 @@ def define_flags() -> None:
                       "--image_folder, if present.")
   flags.DEFINE_integer("num_classes", None,
                        "Number of classes when there is no classes file.")
-  flags.DEFINE_string("output_dir", "./tfrecord",
-                      "Folder for the TFRecord shards.")
-  flags.DEFINE_integer("num_shards", 4, "Shards per split.")
-  flags.DEFINE_integer("num_workers", 1,
-                       "Processes that read and encode examples (1: none).")
-  flags.DEFINE_boolean("skip_invalid", False,
-                       "Log and skip invalid examples instead of failing.")
+  build_data.define_writer_flags()
   flags.DEFINE_list("splits", None,
                     "Splits to build (default: every *.txt in --list_folder).")
   flags.DEFINE_integer("ignore_label", 255, "The void label value.")

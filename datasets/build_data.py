@@ -453,6 +453,20 @@ def require_file(path: str, flag: str) -> None:
     raise FileNotFoundError(f"--{flag}: file not found: {path!r}.")
 
 
+def define_writer_flags(num_shards: int = 4,
+                        num_shards_help: str = "Shards per split.") -> None:
+  """Defines the `write_split` flags every builder shares: --output_dir,
+  --num_shards, --num_workers and --skip_invalid."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("output_dir", "./tfrecord",
+                      "Folder for the TFRecord shards.")
+  flags.DEFINE_integer("num_shards", num_shards, num_shards_help)
+  flags.DEFINE_integer("num_workers", 1,
+                       "Processes that read and encode examples (1: none).")
+  flags.DEFINE_boolean("skip_invalid", False,
+                       "Log and skip invalid examples instead of failing.")
+
+
 def run_builder(main: Callable) -> None:
   """Runs a builder's absl `main`; bad input ends in one `ERROR:` line.
 

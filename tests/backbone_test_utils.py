@@ -39,15 +39,29 @@ def backbone(variant_name, output_stride, size=SIZE, multi_grid=None):
   return keras.Model(inputs, {k: endpoints[v] for k, v in names.items()})
 
 
+def _randomize_batch_norm_layer(layer, rng):
+  gamma, beta, mean, var = layer.get_weights()
+  layer.set_weights([
+      rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+      rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+
+
+def randomize_batch_norm(model, seed=0):
+  """Non-trivial BatchNorm statistics (in place), so that inference mode is
+  really tested."""
+  rng = np.random.default_rng(seed)
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      _randomize_batch_norm_layer(layer, rng)
+  return model
+
+
 def randomize(model, seed=0):
   """Random kernels and non-trivial BatchNorm statistics (in place)."""
   rng = np.random.default_rng(seed)
   for layer in model.layers:
     if isinstance(layer, keras.layers.BatchNormalization):
-      gamma, beta, mean, var = layer.get_weights()
-      layer.set_weights([
-          rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-          rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+      _randomize_batch_norm_layer(layer, rng)
     else:
       weights = layer.get_weights()
       if weights:

@@ -76,3 +76,13 @@ def test_custom_dataset_needs_num_classes():
   with _parsed(["--dataset=cityscapes"]):
     assert (common_flags.dataset_descriptor_from_flags() ==
             data_descriptors.get_dataset_descriptor("cityscapes"))
+
+
+def test_backbone_initializer_flag_is_checked_against_keras_names():
+  with _parsed(["--backbone_initializer=variance_scaling"]):
+    config = common_flags.model_config_from_flags(num_classes=5)
+  assert config.backbone_initializer == "variance_scaling"
+  with _parsed(["--backbone_initializer=fan_in_please"]):
+    with pytest.raises(ValueError,
+                       match="--backbone_initializer='fan_in_please'"):
+      common_flags.model_config_from_flags(num_classes=5)

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+import backbone_test_utils as btu
 from deeplab.core import mobilenet_v2
 
 # 65 = 64 + 1 stays odd at every stride (33, 17, 9, 5, 3); 64 stays even.
@@ -19,17 +20,6 @@ def _backbone(size, output_stride, depth_multiplier=1.0, outputs=None):
     outputs = ("layer_4/depthwise_output", "layer_7/depthwise_output",
                "layer_14/depthwise_output", "final")
   return keras.Model(inputs, {k: endpoints[k] for k in outputs})
-
-
-def _randomize_batch_norm(model, seed=0):
-  """Non-trivial BN statistics, so that inference mode is really tested."""
-  rng = np.random.default_rng(seed)
-  for layer in model.layers:
-    if isinstance(layer, keras.layers.BatchNormalization):
-      gamma, beta, mean, var = layer.get_weights()
-      layer.set_weights([
-          rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
-          rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
 
 
 @pytest.mark.parametrize("size", [ODD, EVEN])
@@ -128,7 +118,7 @@ def test_keras_applications_weights_load_by_name(tmp_path):
 
   app = keras.applications.MobileNetV2(
       weights=None, include_top=False, alpha=1.0, input_shape=(ODD, ODD, 3))
-  _randomize_batch_norm(app)
+  btu.randomize_batch_norm(app)
   path = str(tmp_path / "mobilenet_v2_no_top.h5")
   with h5py.File(path, "w") as f:
     legacy_h5_format.save_weights_to_hdf5_group(f, app)
@@ -153,7 +143,7 @@ def test_atrous_equals_subsampled_dense_output(size, offset_16, offset_8):
   2i, and on an even size on 2i + 1, hence the offsets.
   """
   models = {os: _backbone(size, os, outputs=("final",)) for os in (8, 16, 32)}
-  _randomize_batch_norm(models[32])
+  btu.randomize_batch_norm(models[32])
   weights = models[32].get_weights()
   for os in (8, 16):
     models[os].set_weights(weights)
