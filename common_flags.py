@@ -13,9 +13,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from deeplab.core import aspp
+from deeplab.core.modeling.heads import aspp
 from deeplab.core import config as config_lib
-from deeplab.core import model_variants
+from deeplab.core.modeling import model_variants
 from deeplab.datasets import data_descriptors
 
 FLAGS = flags.FLAGS
@@ -24,7 +24,7 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_variant", "mobilenet_v2",
                     "Backbone and head variant, from the model-variant "
-                    "registry (deeplab.core.model_variants).")
+                    "registry (deeplab.core.modeling.model_variants).")
 flags.DEFINE_integer("output_stride", 16,
                      "Input to backbone-output resolution ratio: 8, 16 or 32.")
 flags.DEFINE_multi_integer("atrous_rates", None,

@@ -39,12 +39,12 @@ import tensorflow as tf
 
 from deeplab import common_flags
 from deeplab.core import config as config_lib
-from deeplab.core import experiment
-from deeplab.core import format_eval
-from deeplab.core import format_runners
+from deeplab.core.training import factory
+from deeplab.core.evaluation import eval_loop
+from deeplab.core.export import predictors
 from deeplab.core import io_utils
-from deeplab.core import multiscale
-from deeplab.core import visualization
+from deeplab.core.modeling import multiscale
+from deeplab.core.evaluation import visualization
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 
@@ -151,13 +151,13 @@ def evaluate_per_image(descriptor, model_config, scales):
   """
   predictors = []
   if FLAGS.checkpoint_dir:
-    runner = experiment.make_runner(model_config, FLAGS.checkpoint_dir,
+    runner = factory.make_runner(model_config, FLAGS.checkpoint_dir,
                                     descriptor.ignore_label)
     checkpoint = runner.restore_model(FLAGS.checkpoint_dir)
-    predictors.append((format_runners.KerasPredictor(
+    predictors.append((predictors.KerasPredictor(
         runner.model, scales, FLAGS.add_flipped_images), checkpoint))
   for path in FLAGS.model_path or ():
-    predictors.append((format_runners.load_predictor(path), path))
+    predictors.append((predictors.load_predictor(path), path))
   formats = {}
   for predictor, source in predictors:
     name = _unique_name(predictor.name, formats)
@@ -166,9 +166,9 @@ def evaluate_per_image(descriptor, model_config, scales):
     if FLAGS.save_predictions:
       vis_dir = os.path.join(FLAGS.eval_logdir, "predictions",
                              *(() if len(predictors) == 1 else (name,)))
-    results = format_eval.evaluate_predictor(
+    results = eval_loop.evaluate_predictor(
         predictor,
-        format_eval.iter_examples(FLAGS.dataset_dir, FLAGS.eval_split,
+        eval_loop.iter_examples(FLAGS.dataset_dir, FLAGS.eval_split,
                                   FLAGS.num_eval_images or None),
         num_classes=model_config.num_classes,
         ignore_label=descriptor.ignore_label,
@@ -220,10 +220,10 @@ def main(argv):
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
       is_training=False)
-  runner = experiment.make_runner(model_config, FLAGS.checkpoint_dir,
+  runner = factory.make_runner(model_config, FLAGS.checkpoint_dir,
                                   descriptor.ignore_label,
                                   colormap=descriptor.colormap)
-  input_fn = (format_eval.full_image_input_fn(data_config) if full_image
+  input_fn = (eval_loop.full_image_input_fn(data_config) if full_image
               else input_pipeline.make_input_fn(data_config))
   evaluated = set()
   while True:

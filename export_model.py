@@ -36,12 +36,12 @@ from absl import flags
 from absl import logging
 
 from deeplab import common_flags
-from deeplab.core import exporter
-from deeplab.core import experiment
-from deeplab.core import frozen_graph
-from deeplab.core import multiscale
-from deeplab.core import onnx_export
-from deeplab.core import tflite_export
+from deeplab.core.export import saved_model
+from deeplab.core.training import factory
+from deeplab.core.export import frozen_graph
+from deeplab.core.modeling import multiscale
+from deeplab.core.export import onnx_export
+from deeplab.core.export import tflite_export
 
 FLAGS = flags.FLAGS
 
@@ -149,7 +149,7 @@ def main(argv):
           "--export_version or remove it.")
   descriptor = common_flags.dataset_descriptor_from_flags()
   model_config = common_flags.model_config_from_flags(descriptor.num_classes)
-  runner = experiment.make_runner(model_config, FLAGS.checkpoint_path,
+  runner = factory.make_runner(model_config, FLAGS.checkpoint_path,
                                   descriptor.ignore_label)
   runner.restore_model(FLAGS.checkpoint_path)
   writers = make_writers(runner.model, formats, scales,
@@ -157,7 +157,7 @@ def main(argv):
                          FLAGS.representative_dataset_dir,
                          FLAGS.representative_split,
                          FLAGS.num_representative_images)
-  path = exporter.export_saved_model(
+  path = saved_model.export_saved_model(
       runner.model, FLAGS.export_path, version=version, scales=scales,
       add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers)
   logging.info("Exported %s", path)

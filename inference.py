@@ -41,9 +41,9 @@ from PIL import Image
 import tqdm
 
 from deeplab import common_flags
-from deeplab.core import crf as crf_lib
-from deeplab.core import format_eval
-from deeplab.core import format_runners
+from deeplab.core.evaluation import crf as crf_lib
+from deeplab.core.evaluation import eval_loop
+from deeplab.core.export import predictors
 from deeplab.core import io_utils
 
 FLAGS = flags.FLAGS
@@ -79,8 +79,8 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # would stop it anyway); below, large images are decoded downscaled.
 MAX_PIXELS = 30000 * 30000
 
-palette_png = format_eval.palette_png
-overlay = format_eval.overlay
+palette_png = eval_loop.palette_png
+overlay = eval_loop.overlay
 
 
 def is_video(path: str) -> bool:
@@ -198,7 +198,7 @@ def segment_files(predictor, files, output_dir: str, colormap: np.ndarray,
   """Segments image files, in batches, and writes their outputs.
 
   Args:
-    predictor: A `format_runners.Predictor`, or a model path.
+    predictor: A `predictors.Predictor`, or a model path.
     files: Image paths.
     output_dir: Output folder.
     colormap: Class colours.
@@ -215,7 +215,7 @@ def segment_files(predictor, files, output_dir: str, colormap: np.ndarray,
     ValueError: naming the file, for an unreadable image.
   """
   if isinstance(predictor, str):
-    predictor = format_runners.load_predictor(predictor)
+    predictor = predictors.load_predictor(predictor)
   os.makedirs(output_dir, exist_ok=True)
   written = []
   start = time.time()
@@ -305,7 +305,7 @@ def main(argv):
                                 "and/or --webcam=<camera index>.")
   files = list_images(FLAGS.input or [])
   descriptor = common_flags.dataset_descriptor_from_flags()
-  predictor = format_runners.load_predictor(FLAGS.model_path)
+  predictor = predictors.load_predictor(FLAGS.model_path)
   images = [f for f in files if not is_video(f)]
   written = segment_files(
       predictor, images, FLAGS.output_dir, descriptor.colormap,

@@ -1,14 +1,39 @@
 """Packaging for deeplab: the repo root is the import package `deeplab`."""
 
+import pathlib
+
 import setuptools
+
+_HERE = pathlib.Path(__file__).parent
+# The library's sub-packages; tests, bench and scripts are not shipped.
+_PACKAGES = ["deeplab"] + [
+    "deeplab." + name for name in setuptools.find_packages(
+        where=str(_HERE), include=["core", "core.*", "datasets", "datasets.*"])
+]
 
 setuptools.setup(
     name="deeplab",
-    version="0.1.0",
+    version="0.2.0",
     description="DeepLabv3+ semantic segmentation on TensorFlow 2.21 / Keras 3.",
+    long_description=(_HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
     python_requires=">=3.10",
     package_dir={"deeplab": "."},
-    packages=["deeplab", "deeplab.core", "deeplab.datasets"],
+    packages=_PACKAGES,
     install_requires=[
         "tensorflow~=2.21.0",
         "tensorboard~=2.21.0",

@@ -19,12 +19,12 @@ from absl import flags
 from absl import logging
 
 from deeplab import common_flags
-from deeplab.core import class_weights
+from deeplab.core.training import class_weights
 from deeplab.core import config as config_lib
-from deeplab.core import experiment
-from deeplab.core import learning_rate
-from deeplab.core import preemption
-from deeplab.core import transfer
+from deeplab.core.training import factory
+from deeplab.core.training import learning_rate
+from deeplab.core.training import preemption
+from deeplab.core.training import transfer
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 
@@ -37,7 +37,7 @@ flags.DEFINE_string("train_split", "train", "Split to train on.")
 flags.DEFINE_integer("train_batch_size", 8, "Global batch size.")
 flags.DEFINE_list("train_crop_size", "513,513", "Training crop 'height,width'.")
 flags.DEFINE_integer("training_number_of_steps", 30000, "Steps to train.")
-flags.DEFINE_enum("optimizer", "momentum", list(experiment.OPTIMIZERS),
+flags.DEFINE_enum("optimizer", "momentum", list(factory.OPTIMIZERS),
                   "Optimizer (official default: momentum).")
 flags.DEFINE_float("adamw_weight_decay", 1e-4,
                    "Decoupled weight decay of --optimizer=adamw (kernels "
@@ -114,7 +114,7 @@ flags.DEFINE_integer("transfer_steps", 0,
                      "trains (0: the whole run).")
 
 # Speed.
-flags.DEFINE_enum("mixed_precision", "", list(experiment.MIXED_PRECISION),
+flags.DEFINE_enum("mixed_precision", "", list(factory.MIXED_PRECISION),
                   "Mixed precision: float16 (with loss scaling) or bfloat16.")
 flags.DEFINE_boolean("jit_compile", False,
                      "Compile the training step with XLA (measure first: "
@@ -166,7 +166,7 @@ def configs_from_flags():
   if not FLAGS["weight_decay"].present:
     # Official: 4e-5, and 1e-4 for ResNet backbones.
     model_config = dataclasses.replace(
-        model_config, weight_decay=experiment.default_weight_decay(
+        model_config, weight_decay=factory.default_weight_decay(
             model_config.model_variant))
   data_config = config_lib.DataConfig(
       dataset=FLAGS.dataset,
@@ -232,7 +232,7 @@ def configs_from_flags():
       seed=FLAGS.seed,
       keep_best_checkpoint=FLAGS.keep_best_checkpoint)
   # Fail on bad loss options before anything is built.
-  experiment.make_loss_config(train_config)
+  factory.make_loss_config(train_config)
   return descriptor, model_config, data_config, train_config
 
 
@@ -248,7 +248,7 @@ def _strategy_from_flags():
   name = FLAGS.distribution_strategy
   if name == "default" and FLAGS.num_gpus > 1:
     name = "mirrored"
-  return experiment.make_strategy(name, FLAGS.num_gpus, tpu_address=FLAGS.tpu)
+  return factory.make_strategy(name, FLAGS.num_gpus, tpu_address=FLAGS.tpu)
 
 
 def _train(runner, data_config, train_config):
@@ -288,7 +288,7 @@ def main(argv):
     label_weights = class_weights.class_weights_from_tfrecords(
         data_config.dataset_dir, data_config.split, model_config.num_classes,
         descriptor.ignore_label, train_config.class_weighting)
-  runner = experiment.make_runner(
+  runner = factory.make_runner(
       model_config, train_config.train_logdir, descriptor.ignore_label,
       train_config=train_config, strategy=strategy,
       colormap=descriptor.colormap, label_weights=label_weights)

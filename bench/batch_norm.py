@@ -2,7 +2,7 @@
 
 Builds the same DeepLabv3+ twice in one process, once with
 `keras.layers.BatchNormalization` in every BN slot and once with
-`deeplab.core.batch_norm.FusedBatchNormalization` (the default), and times a
+`deeplab.core.modeling.batch_norm.FusedBatchNormalization` (the default), and times a
 full training step (forward, softmax cross-entropy, gradients, momentum SGD
 update, in one `tf.function`) on the same random batch, alternating the two
 `--repeats` times so that both see the same machine load.
@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab.core import config as config_lib
-from deeplab.core import deeplab_model
-from deeplab.core import layers as deeplab_layers
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import layers as deeplab_layers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("variants", ["mobilenet_v2", "resnet_v1_50"],

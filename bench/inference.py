@@ -38,12 +38,12 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab.core import config as config_lib
-from deeplab.core import deeplab_model
-from deeplab.core import exporter
-from deeplab.core import format_runners
-from deeplab.core import metrics as metrics_lib
-from deeplab.core import onnx_export
-from deeplab.core import tflite_export
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.export import saved_model
+from deeplab.core.export import predictors
+from deeplab.core.evaluation import metrics as metrics_lib
+from deeplab.core.export import onnx_export
+from deeplab.core.export import tflite_export
 
 flags.DEFINE_list("variants", ["mobilenet_v2", "xception_65"],
                   "Model variants to time.")
@@ -88,7 +88,7 @@ def bench_variant(name, size, iters, folder):
   image = rng.integers(0, 256, (size, size, 3), np.uint8)
   results = {}
   start = time.time()
-  version = exporter.export_saved_model(model, os.path.join(folder, name))
+  version = saved_model.export_saved_model(model, os.path.join(folder, name))
   fp32 = os.path.join(folder, f"{name}_fp32.tflite")
   int8 = os.path.join(folder, f"{name}_int8.tflite")
   with open(fp32, "wb") as f:
@@ -101,10 +101,10 @@ def bench_variant(name, size, iters, folder):
                                                          f"{name}.onnx"))
   print(f"{name}: exported in {time.time() - start:.0f}s", flush=True)
   predictors = {
-      "saved_model": format_runners.SavedModelPredictor(version),
-      "tflite_fp32": format_runners.TFLitePredictor(fp32),
-      "tflite_int8": format_runners.TFLitePredictor(int8),
-      "onnxruntime": format_runners.OnnxPredictor(onnx_path),
+      "saved_model": predictors.SavedModelPredictor(version),
+      "tflite_fp32": predictors.TFLitePredictor(fp32),
+      "tflite_int8": predictors.TFLitePredictor(int8),
+      "onnxruntime": predictors.OnnxPredictor(onnx_path),
   }
   for label, predictor in predictors.items():
     results[label] = _time(lambda p=predictor: p(image), iters)

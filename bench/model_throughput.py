@@ -6,7 +6,7 @@ Measures, at one stated input size and batch, for each implementation:
   softmax cross-entropy against fixed random labels, gradients, an SGD
   update, all in one `tf.function`);
 * FLOPs per image of the forward pass (2 x the multiply-accumulates of
-  conv and dense layers, counted as `deeplab.core.model_stats` does, by the
+  conv and dense layers, counted as `deeplab.core.modeling.model_stats` does, by the
   same code for every implementation), and the achieved GFLOP/s: forward
   FLOPs / forward time, and 3x forward FLOPs / train-step time (the usual
   backward ~ 2x forward estimate);
@@ -66,7 +66,7 @@ PYTHONS = {
 
 def _build_ours(variant, size):
   from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
-  from deeplab.core import deeplab_model  # pylint: disable=g-import-not-at-top
+  from deeplab.core.modeling import deeplab_model  # pylint: disable=g-import-not-at-top
   rates = () if variant == "mobilenet_v2" else (6, 12, 18)
   config = config_lib.ModelConfig(model_variant=variant,
                                   num_classes=NUM_CLASSES, output_stride=16,
@@ -144,7 +144,7 @@ def _matmul_peak(tf, n=2048, iters=10):
 def _forward_macs(tf, keras_module, model, spec):
   """Multiply-accumulates of conv/dense layers for one batch of `spec`.
 
-  The same count as `deeplab.core.model_stats` (which the other venvs cannot
+  The same count as `deeplab.core.modeling.model_stats` (which the other venvs cannot
   import): `call` of each counted layer class records its static shapes
   while the forward pass is traced. Unlike the TF profiler, it counts an
   atrous conv at its useful size, not the space-to-batch padded one.

@@ -16,7 +16,7 @@ class ModelConfig:
 
   Attributes:
     model_variant: Key into the model-variant registry
-      (`deeplab.core.model_variants`), e.g. `mobilenet_v2`.
+      (`deeplab.core.modeling.model_variants`), e.g. `mobilenet_v2`.
     num_classes: Number of output classes, background included.
     output_stride: Ratio of input to backbone output resolution: 8, 16 or 32.
       Reached with atrous convolution in the last blocks.
@@ -63,7 +63,7 @@ class ModelConfig:
       activation after depthwise convs, ReLU instead of ReLU6) in the
       MobileNet backbones and the head.
     boundary_refinement: Add a boundary-refinement block on the logits.
-    aux_head: Add an auxiliary head (`core/aux_head.py`, PSPNet-style deep
+    aux_head: Add an auxiliary head (`core/modeling/heads/aux_head.py`, PSPNet-style deep
       supervision) on the variant's `aux_endpoint`; the model then returns
       `[logits, aux_logits]`. For training only (`train.py` turns it on
       with `--aux_loss_weight > 0`); evaluation, export and inference

@@ -1,364 +1,49 @@
-"""Imports pretrained weights into our models and writes our checkpoint.
+"""Command line: imports pretrained weights into a DeepLab model and writes our checkpoint.
 
-Two sources:
+A thin command line over `deeplab.core.modeling.import_weights`, kept at
+this module path because users and scripts call it:
 
-* A Keras Applications ImageNet weight file (`.h5`, e.g.
-  `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`), for the
-  `mobilenet_v2`, `resnet50`, `resnet101` and `xception` variants, whose
-  layers keep Keras Applications' names. Matching is by layer name; Keras
-  Xception's four unnamed shortcut convs (`conv2d`, `batch_normalization`,
-  ...) are matched in file order.
-* An official DeepLab TF1 checkpoint (a model-zoo tarball `.tar.gz`, a
-  folder holding `model.ckpt*`, or a checkpoint prefix) for xception_*,
-  resnet_v1_*, mobilenet_v2 and mobilenet_v3_*_seg, matched through a
-  variable-name map
-  (`official_variable_map`): e.g. our
-  `xception_65.entry_flow.conv1_1` kernel is
-  `xception_65/entry_flow/conv1_1/weights`, our `aspp/aspp1/depthwise`
-  kernel is `aspp1_depthwise/depthwise_weights`, our `logits` bias is
-  `logits/semantic/biases`, our mobilenet_v2 `block_3_expand_BN` gamma is
-  `MobilenetV2/expanded_conv_3/expand/BatchNorm/gamma`.
-
-Every variable is reported as matched (loaded), missing (ours, absent from
-the source: keeps its initial value), mismatched (present with another
-shape: e.g. the logits when the number of classes differs; left at its
-initial value) or unused (in the source, not in our model; optimizer slots
-and `global_step` are listed separately as training state).
-
-Output format (what `train.py --tf_initial_checkpoint` and the Runner
-restore): an object-based TF2 checkpoint written by
-`tf.train.Checkpoint(model=keras_model).write(output_path)`, i.e. the model
-is the checkpoint's `model` attribute and its variables hang off the Keras
-layer graph. It holds no optimizer or step, so training starts at step 0.
-A JSON report (`<output_path>.import_report.json`) lists every variable.
-
-Usage:
   python -m deeplab.core.import_weights --model_variant=xception_65 \\
     --source=xception_65_imagenet.tar.gz --output=/tmp/init/model \\
     --num_classes=21 --atrous_rates=6 --atrous_rates=12 \\
     --atrous_rates=18 --decoder_output_stride=4
 """
 
-import dataclasses
-import glob
-import os
-import re
-import tarfile
-import tempfile
-from typing import Dict, List, Optional
+from absl import flags
+from absl import logging
 
-import h5py
-import keras
-import numpy as np
-import tensorflow as tf
-
-from deeplab.core import backbone_utils
-from deeplab.core import io_utils
-from deeplab.core import keras_app_backbones
-
-# Variables of a TF1 checkpoint that hold training state, not weights.
-_TRAINING_STATE = re.compile(
-    r"(^global_step$|/(Momentum|Adam|Adam_1|ExponentialMovingAverage|"
-    r"RMSProp|RMSProp_1)$)")
-_BN_ATTRS = ("gamma", "beta", "moving_mean", "moving_variance")
-
-
-@dataclasses.dataclass
-class ImportReport:
-  """What an import did with every variable.
-
-  Attributes:
-    matched: Source names loaded into our model.
-    missing: Our variables with no source variable (kept as initialised).
-    mismatched: "name: source shape -> our shape", left as initialised.
-    unused: Source variables with no counterpart in our model.
-    training_state: Source optimizer slots and step counters (ignored).
-  """
-  matched: List[str] = dataclasses.field(default_factory=list)
-  missing: List[str] = dataclasses.field(default_factory=list)
-  mismatched: List[str] = dataclasses.field(default_factory=list)
-  unused: List[str] = dataclasses.field(default_factory=list)
-  training_state: List[str] = dataclasses.field(default_factory=list)
-
-  def summary(self) -> str:
-    return (f"matched {len(self.matched)}, missing {len(self.missing)}, "
-            f"mismatched {len(self.mismatched)}, unused {len(self.unused)} "
-            f"(+{len(self.training_state)} training-state variables)")
-
-
-# === Keras Applications .h5 ===
-
-
-def _h5_layers(path: str) -> Dict[str, List[np.ndarray]]:
-  """Layer name -> weight arrays of a legacy Keras weight file, in order."""
-  with h5py.File(path, "r") as f:
-    group = f["model_weights"] if "model_weights" in f else f
-    if "layer_names" not in group.attrs:
-      raise ValueError(
-          f"{path} is not a Keras HDF5 weight file (no 'layer_names'); "
-          "expected e.g. resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5.")
-    layers = {}
-    for name in group.attrs["layer_names"]:
-      name = name.decode() if isinstance(name, bytes) else str(name)
-      g = group[name]
-      weight_names = [n.decode() if isinstance(n, bytes) else str(n)
-                      for n in g.attrs.get("weight_names", [])]
-      if weight_names:
-        layers[name] = [np.asarray(g[n]) for n in weight_names]
-  return layers
-
-
-def _rename_unnamed_xception_layers(layers, model):
-  """Maps Keras Xception's unnamed shortcut layers onto our named ones."""
-  ours = {l.name for l in model.layers}
-  if keras_app_backbones.XCEPTION_SHORTCUTS[0] not in ours:
-    return layers
-  unnamed_conv = [n for n in layers if re.fullmatch(r"conv2d(_\d+)?", n)]
-  unnamed_bn = [n for n in layers
-                if re.fullmatch(r"batch_normalization(_\d+)?", n)]
-  renamed = dict(layers)
-  for target, conv, bn in zip(keras_app_backbones.XCEPTION_SHORTCUTS,
-                              unnamed_conv, unnamed_bn):
-    renamed[target] = renamed.pop(conv)
-    renamed[f"{target}_bn"] = renamed.pop(bn)
-  return renamed
-
-
-def load_keras_h5(model: keras.Model, path: str) -> ImportReport:
-  """Loads a Keras Applications weight file into `model` by layer name.
-
-  Args:
-    model: One of our models (or backbones) with Keras Applications names.
-    path: The `.h5` weight file (legacy Keras HDF5 format, as downloaded by
-      `keras.applications.*(weights="imagenet")`).
-
-  Returns:
-    The `ImportReport` (names are layer names).
-
-  Raises:
-    FileNotFoundError: if `path` does not exist.
-    ValueError: if it is not a Keras weight file.
-  """
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"Keras weight file not found: {path}")
-  layers = _rename_unnamed_xception_layers(_h5_layers(path), model)
-  report = ImportReport()
-  for layer in model.layers:
-    ours = layer.get_weights()
-    if not ours:
-      continue
-    source = layers.pop(layer.name, None)
-    if source is None:
-      report.missing.append(layer.name)
-    elif [w.shape for w in source] != [w.shape for w in ours]:
-      report.mismatched.append(
-          f"{layer.name}: {[w.shape for w in source]} -> "
-          f"{[w.shape for w in ours]}")
-    else:
-      layer.set_weights(source)
-      report.matched.append(layer.name)
-  report.unused = sorted(layers)
-  return report
-
-
-# === Official TF1 checkpoints ===
-
-_MOBILENET_BLOCK = re.compile(r"block_(\d+)_(expand|depthwise|project)(_BN)?")
-
-
-def _mobilenet_scope(layer_name: str) -> Optional[str]:
-  """Official MobilenetV2 scope of one of our (Keras-named) layers."""
-  if layer_name == "Conv1":
-    return "MobilenetV2/Conv"
-  if layer_name == "bn_Conv1":
-    return "MobilenetV2/Conv/BatchNorm"
-  match = re.fullmatch(r"expanded_conv_(depthwise|project)(_BN)?", layer_name)
-  if match:
-    return ("MobilenetV2/expanded_conv/" + match.group(1) +
-            ("/BatchNorm" if match.group(2) else ""))
-  match = _MOBILENET_BLOCK.fullmatch(layer_name)
-  if match:
-    return (f"MobilenetV2/expanded_conv_{match.group(1)}/{match.group(2)}" +
-            ("/BatchNorm" if match.group(3) else ""))
-  return None
-
-
-def _leaf_name(layer, attr: str, scope: str) -> str:
-  """Official variable name of weight `attr` of a leaf layer at `scope`."""
-  if isinstance(layer, keras.layers.BatchNormalization):
-    return f"{scope}/{attr}"
-  if attr == "bias":
-    return f"{scope}/biases"
-  if isinstance(layer, keras.layers.DepthwiseConv2D):
-    return f"{scope}/depthwise_weights"
-  return f"{scope}/weights"
-
-
-# Our composite-layer leaf -> official scope suffix and BN flag.
-_HEAD_LEAVES = {
-    "conv": ("", False), "bn": ("", True),
-    "depthwise": ("_depthwise", False), "depthwise_bn": ("_depthwise", True),
-    "pointwise": ("_pointwise", False), "pointwise_bn": ("_pointwise", True),
-}
-_HEAD_PREFIX = {"aspp": "", "decoder": "decoder/"}
-
-
-def official_variable_map(model: keras.Model) -> Dict[str, keras.Variable]:
-  """Official DeepLab TF1 variable name -> our variable, for every weight.
-
-  Covers the backbones with official names (xception_*, resnet_v1_*,
-  mobilenet_v3_*: layer names are the scopes; mobilenet_v2: Keras names
-  mapped to `MobilenetV2/...`), ASPP (`image_pooling`, `aspp0`, `aspp{i}_depthwise`,
-  `concat_projection`), the decoder (`decoder/feature_projection0`,
-  `decoder/decoder_conv{i}_depthwise`) and `logits/semantic`.
-
-  Raises:
-    ValueError: if a variable has no official counterpart (e.g. a Keras
-      Applications variant, which imports from .h5 instead).
-  """
-  mapping = {}
-  for layer in model.layers:
-    for weight in layer.weights:
-      parts = weight.path.split("/")
-      attr = parts[-1]
-      if layer.name == "logits":
-        name = "logits/semantic/" + ("biases" if attr == "bias" else "weights")
-      elif layer.name in _HEAD_PREFIX:
-        branch, leaf = parts[1], parts[2]
-        suffix, is_bn = _HEAD_LEAVES[leaf]
-        scope = f"{_HEAD_PREFIX[layer.name]}{branch}{suffix}"
-        if is_bn:
-          name = f"{scope}/BatchNorm/{attr}"
-        else:
-          name = (f"{scope}/depthwise_weights" if leaf == "depthwise"
-                  else f"{scope}/weights")
-      else:
-        scope = _mobilenet_scope(layer.name)
-        if scope is None:
-          if "." not in layer.name:
-            raise ValueError(
-                f"Layer {layer.name!r} has no official DeepLab variable; "
-                "official checkpoints serve xception_41/65/71, resnet_v1_*, "
-                "mobilenet_v2 and mobilenet_v3_*_seg (Keras Applications "
-                "variants import .h5).")
-          scope = backbone_utils.official_scope(layer.name)
-        name = _leaf_name(layer, attr, scope)
-      mapping[name] = weight
-  return mapping
-
-
-def resolve_checkpoint(source: str, workdir: Optional[str] = None) -> str:
-  """Returns a TF checkpoint prefix for a prefix, folder or .tar.gz.
-
-  Model-zoo tarballs hold a folder with `model.ckpt.index` and
-  `model.ckpt.data-*`; they are extracted into `workdir`.
-
-  Raises:
-    FileNotFoundError: naming `source` when no checkpoint is found.
-  """
-  if source.endswith((".tar.gz", ".tgz", ".tar")):
-    if not os.path.exists(source):
-      raise FileNotFoundError(f"Checkpoint tarball not found: {source}")
-    workdir = workdir or tempfile.mkdtemp(prefix="deeplab_import_")
-    with tarfile.open(source) as tar:
-      tar.extractall(workdir, filter="data")
-    source = workdir
-  if os.path.isdir(source):
-    latest = tf.train.latest_checkpoint(source)
-    if latest:
-      return latest
-    indexes = sorted(glob.glob(os.path.join(source, "**", "*.index"),
-                               recursive=True))
-    if not indexes:
-      raise FileNotFoundError(f"No TF checkpoint (*.index) under {source}")
-    return indexes[0][:-len(".index")]
-  if not os.path.exists(source + ".index"):
-    raise FileNotFoundError(
-        f"No TF checkpoint at {source} (expected {source}.index, a folder "
-        "or a model-zoo .tar.gz).")
-  return source
-
-
-def load_official_checkpoint(model: keras.Model, source: str) -> ImportReport:
-  """Loads an official DeepLab TF1 checkpoint into `model` by name map.
-
-  Args:
-    model: Our model (xception_*, resnet_v1_*, mobilenet_v2 variants).
-    source: Checkpoint prefix, folder, or model-zoo tarball.
-
-  Returns:
-    The `ImportReport` (names are official variable names).
-  """
-  reader = tf.train.load_checkpoint(resolve_checkpoint(source))
-  shapes = reader.get_variable_to_shape_map()
-  report = ImportReport()
-  mapping = official_variable_map(model)
-  for name, variable in sorted(mapping.items()):
-    if name not in shapes:
-      report.missing.append(name)
-    elif tuple(shapes[name]) != tuple(variable.shape):
-      report.mismatched.append(
-          f"{name}: {tuple(shapes[name])} -> {tuple(variable.shape)}")
-    else:
-      variable.assign(reader.get_tensor(name))
-      report.matched.append(name)
-  for name in sorted(set(shapes) - set(mapping)):
-    if _TRAINING_STATE.search(name):
-      report.training_state.append(name)
-    else:
-      report.unused.append(name)
-  return report
-
-
-def import_weights(model: keras.Model, source: str) -> ImportReport:
-  """Loads `source` (.h5 or official checkpoint) into `model`."""
-  if source.endswith((".h5", ".hdf5")):
-    return load_keras_h5(model, source)
-  return load_official_checkpoint(model, source)
-
-
-def write_checkpoint(model: keras.Model, output_path: str,
-                     report: ImportReport) -> str:
-  """Writes `model` as our checkpoint plus the JSON import report.
-
-  Returns:
-    The checkpoint prefix written (`tf.train.Checkpoint(model=...)`).
-  """
-  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-  path = tf.train.Checkpoint(model=model).write(output_path)
-  io_utils.atomic_write_json(output_path + ".import_report.json",
-                             dataclasses.asdict(report))
-  return path
+from deeplab import common_flags
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import import_weights as lib
 
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  from deeplab import common_flags  # pylint: disable=g-import-not-at-top
-  from deeplab.core import deeplab_model  # pylint: disable=g-import-not-at-top
   flag_values = flags.FLAGS
   common_flags.require_flag("source")
   common_flags.require_flag("output")
   config = common_flags.model_config_from_flags(
       num_classes=flag_values.num_classes or 21)
   model = deeplab_model.build_deeplab_model(config)
-  report = import_weights(model, flag_values.source)
+  report = lib.import_weights(model, flag_values.source)
   for kind in ("matched", "missing", "mismatched", "unused"):
     for name in getattr(report, kind):
       logging.info("%s: %s", kind, name)
   if not report.matched:
     raise ValueError(f"--source {flag_values.source}: no variable matched "
                      f"--model_variant={config.model_variant}.")
-  path = write_checkpoint(model, flag_values.output, report)
+  path = lib.write_checkpoint(model, flag_values.output, report)
   print(f"{report.summary()}\nwrote {path}")
 
 
+def define_flags():
+  """Defines this command's flags beside the shared model flags."""
+  flags.DEFINE_string("source", None,
+                      "Keras Applications .h5, or an official DeepLab "
+                      "checkpoint (prefix, folder or model-zoo .tar.gz).")
+  flags.DEFINE_string("output", None, "Prefix of the checkpoint to write.")
+
+
 if __name__ == "__main__":
-  from absl import flags as _flags  # pylint: disable=g-import-not-at-top
-  from deeplab import common_flags as _common_flags  # pylint: disable=g-import-not-at-top
-  _flags.DEFINE_string("source", None,
-                       "Keras Applications .h5, or an official DeepLab "
-                       "checkpoint (prefix, folder or model-zoo .tar.gz).")
-  _flags.DEFINE_string("output", None, "Prefix of the checkpoint to write.")
-  _common_flags.run_app(main)
+  define_flags()
+  common_flags.run_app(main)

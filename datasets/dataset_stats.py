@@ -54,7 +54,7 @@ def class_weights(pixel_counts: np.ndarray,
     classes.
   """
   # One implementation of the formulas: the one train.py uses.
-  from deeplab.core import class_weights as weights_lib  # pylint: disable=g-import-not-at-top
+  from deeplab.core.training import class_weights as weights_lib  # pylint: disable=g-import-not-at-top
   return {
       "balanced": weights_lib.balanced_weights(pixel_counts),
       "median_frequency": weights_lib.median_frequency_weights(

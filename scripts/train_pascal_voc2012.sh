@@ -8,7 +8,7 @@
 #
 # DATASET_DIR must hold train_aug-* and val-* shards (build them with
 # python -m deeplab.datasets.build_voc2012_data, with SBD for train_aug).
-# INIT_CHECKPOINT: ImageNet-pretrained weights (core/import_weights.py), as
+# INIT_CHECKPOINT: ImageNet-pretrained weights (core/modeling/import_weights.py), as
 # the paper starts from; training from scratch will not reach its mIoU.
 # Knobs: WORK_DIR, NUM_STEPS, BATCH_SIZE, NUM_GPUS, DRY_RUN=1.
 cd "$(dirname "$0")/.."

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from deeplab.core import config as config_lib
-from deeplab.core import model_variants
+from deeplab.core.modeling import model_variants
 
 # 33 = 32 + 1 stays odd at every stride (17, 9, 5, 3, 2), so 'SAME'-padded
 # strided layers sample input pixel stride * i, as official tests require.

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from deeplab.core import layers as deeplab_layers
+from deeplab.core.modeling import layers as deeplab_layers
 
 
 def randomize_weights(model, seed: int = 0, scale: float = 0.3):

@@ -9,7 +9,7 @@ import os
 import keras
 
 from deeplab.core import config as config_lib
-from deeplab.core import experiment
+from deeplab.core.training import factory
 from deeplab.datasets import build_demo_data
 from deeplab.datasets import input_pipeline
 
@@ -45,7 +45,7 @@ def train_demo_model(tfrecord_dir, model_dir, steps=500):
       train_logdir=model_dir, training_number_of_steps=steps,
       optimizer="momentum", base_learning_rate=0.05, save_interval_steps=steps,
       log_steps=50, image_summary_steps=0)
-  runner = experiment.make_runner(model_config, model_dir, 255,
+  runner = factory.make_runner(model_config, model_dir, 255,
                                   train_config=train_config)
   data_config = config_lib.DataConfig(
       dataset="demo", dataset_dir=tfrecord_dir, split="train", batch_size=8,

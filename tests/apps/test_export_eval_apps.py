@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab.core import config as config_lib
-from deeplab.core import deeplab_model
+from deeplab.core.modeling import deeplab_model
 from deeplab.datasets import build_demo_data
 from testing_utils import assert_clear_error
 from testing_utils import DEMO_MODEL_FLAGS

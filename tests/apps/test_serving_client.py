@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 
 from deeplab import serving_client
-from deeplab.core import deeplab_model
-from deeplab.core import exporter
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.export import saved_model
 from testing_utils import make_predictions_nontrivial
 
 
@@ -40,7 +40,7 @@ def test_client_request_runs_on_the_saved_model(tiny_model_config, tmp_path):
   model = make_predictions_nontrivial(
       deeplab_model.build_deeplab_model(tiny_model_config),
       image[None].astype(np.float32))
-  version = exporter.export_saved_model(model, str(tmp_path / "export"))
+  version = saved_model.export_saved_model(model, str(tmp_path / "export"))
 
   request = serving_client.make_predict_request(image)
   assert request.model_spec.signature_name == "serving_default"

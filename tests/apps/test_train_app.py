@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab.core import preemption
+from deeplab.core.training import preemption
 from testing_utils import APP_ENV as ENV
 from testing_utils import build_demo_tfrecords
 TIMEOUT = 240

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from deeplab.core import model_variants
+from deeplab.core.modeling import model_variants
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPTS = {

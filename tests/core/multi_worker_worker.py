@@ -17,8 +17,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
-from deeplab.core import experiment  # pylint: disable=g-import-not-at-top
-from deeplab.core import preemption  # pylint: disable=g-import-not-at-top
+from deeplab.core.training import factory  # pylint: disable=g-import-not-at-top
+from deeplab.core.training import preemption  # pylint: disable=g-import-not-at-top
 
 
 def input_fn(input_context=None):
@@ -45,7 +45,7 @@ def _save_result(output, runner, step, preempted):
 
 
 def main(model_dir, output, max_steps=3):
-  strategy = experiment.make_strategy("multi_worker_mirrored")
+  strategy = factory.make_strategy("multi_worker_mirrored")
   model_config = config_lib.ModelConfig(
       model_variant="mobilenet_v2", num_classes=3, output_stride=16,
       decoder_output_stride=4, depth_multiplier=0.35, aspp_filters=16,
@@ -55,7 +55,7 @@ def main(model_dir, output, max_steps=3):
       train_logdir=model_dir, training_number_of_steps=max_steps,
       optimizer="momentum", base_learning_rate=0.05, save_interval_steps=2,
       log_steps=1, image_summary_steps=0)
-  runner = experiment.make_runner(model_config, model_dir, 255,
+  runner = factory.make_runner(model_config, model_dir, 255,
                                   train_config=train_config,
                                   strategy=strategy)
   try:

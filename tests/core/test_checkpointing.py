@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from deeplab.core import deeplab_model
+from deeplab.core.modeling import deeplab_model
 from testing_utils import randomize_weights
 
 

@@ -10,12 +10,12 @@ import os
 import numpy as np
 import pytest
 
-from deeplab.core import exporter
-from deeplab.core import format_eval
-from deeplab.core import format_runners
-from deeplab.core import frozen_graph
-from deeplab.core import onnx_export
-from deeplab.core import tflite_export
+from deeplab.core.export import saved_model
+from deeplab.core.evaluation import eval_loop
+from deeplab.core.export import predictors
+from deeplab.core.export import frozen_graph
+from deeplab.core.export import onnx_export
+from deeplab.core.export import tflite_export
 import trained_demo
 
 pytestmark = pytest.mark.slow
@@ -42,10 +42,10 @@ def trained(tmp_path_factory):
         f.write(tflite_export.convert(model, (SIZE, SIZE), quantization,
                                       images))
     writers[f"deeplab_{quantization}.tflite"] = write
-  version = exporter.export_saved_model(model, str(export_dir),
+  version = saved_model.export_saved_model(model, str(export_dir),
                                         extra_writers=writers)
-  examples = list(format_eval.iter_examples(tfrecord_dir, "val"))
-  keras_predictor = format_runners.KerasPredictor(model)
+  examples = list(eval_loop.iter_examples(tfrecord_dir, "val"))
+  keras_predictor = predictors.KerasPredictor(model)
   return dict(version=version, examples=examples, keras=keras_predictor,
               keras_labels=[keras_predictor(e[1])[0] for e in examples])
 
@@ -79,7 +79,7 @@ def test_the_trained_model_predicts_several_classes(trained):
 @pytest.mark.parametrize("name", ["saved_model", "frozen_graph",
                                   "tflite_float32", "tflite_float16", "onnx"])
 def test_float_formats_give_the_keras_argmax(trained, name):
-  predictor = format_runners.load_predictor(
+  predictor = predictors.load_predictor(
       os.path.join(trained["version"], FORMAT_FILES[name]))
   assert predictor.name == name
   threshold = 0.995 if name == "tflite_float16" else 0.999
@@ -87,7 +87,7 @@ def test_float_formats_give_the_keras_argmax(trained, name):
 
 
 def test_onnx_logits_match_keras_relative_to_the_largest(trained):
-  predictor = format_runners.load_predictor(
+  predictor = predictors.load_predictor(
       os.path.join(trained["version"], "deeplab.onnx"))
   for _, image, _ in trained["examples"][:4]:
     expected = trained["keras"].logits(image)
@@ -97,14 +97,14 @@ def test_onnx_logits_match_keras_relative_to_the_largest(trained):
 
 
 def test_int8_agrees_and_keeps_the_miou(trained):
-  int8 = format_runners.load_predictor(
+  int8 = predictors.load_predictor(
       os.path.join(trained["version"], "deeplab_int8.tflite"))
-  float32 = format_runners.load_predictor(
+  float32 = predictors.load_predictor(
       os.path.join(trained["version"], "deeplab_float32.tflite"))
   assert int8.quantized and int8.name == "tflite_int8"
   assert _agreement(trained, int8) >= 0.95
   scores = {
-      p.name: format_eval.evaluate_predictor(p, trained["examples"], 5, 255)
+      p.name: eval_loop.evaluate_predictor(p, trained["examples"], 5, 255)
       for p in (int8, float32)}
   assert scores["tflite_float32"]["miou"] > 0.2
   assert abs(scores["tflite_int8"]["miou"] -

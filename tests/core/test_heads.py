@@ -1,7 +1,7 @@
 """Tests of the head options: ASPP windows / SE gate / JSON branches
-(deeplab.core.aspp), sum-merge decoder (deeplab.core.decoder), LR-ASPP
-(deeplab.core.lr_aspp), boundary refinement, quant_friendly and bounded
-activation in full models (deeplab.core.deeplab_model)."""
+(deeplab.core.modeling.heads.aspp), sum-merge decoder (deeplab.core.modeling.heads.decoder), LR-ASPP
+(deeplab.core.modeling.heads.lr_aspp), boundary refinement, quant_friendly and bounded
+activation in full models (deeplab.core.modeling.deeplab_model)."""
 
 import json
 
@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab.core import aspp as aspp_lib
-from deeplab.core import boundary_refinement
+from deeplab.core.modeling.heads import aspp as aspp_lib
+from deeplab.core.modeling.heads import boundary_refinement
 from deeplab.core import config as config_lib
-from deeplab.core import decoder as decoder_lib
-from deeplab.core import deeplab_model
-from deeplab.core import layers
-from deeplab.core import lr_aspp
+from deeplab.core.modeling.heads import decoder as decoder_lib
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import layers
+from deeplab.core.modeling.heads import lr_aspp
 
 
 def _x(size=9, channels=8, seed=0):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab.core import preemption
+from deeplab.core.training import preemption
 
 WORKER = pathlib.Path(__file__).with_name("multi_worker_worker.py")
 # Generous bounds (the shared CI machine may be busy): a hang fails the

@@ -1,14 +1,14 @@
 """Tests of the official-DeepLab backbones: aligned Xception
-(deeplab.core.xception) and ResNet-v1 (deeplab.core.resnet_v1)."""
+(deeplab.core.modeling.backbones.xception) and ResNet-v1 (deeplab.core.modeling.backbones.resnet_v1)."""
 
 import keras
 import pytest
 
 import backbone_test_utils as btu
 from deeplab.core import config as config_lib
-from deeplab.core import deeplab_model
-from deeplab.core import resnet_v1
-from deeplab.core import xception
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling.backbones import resnet_v1
+from deeplab.core.modeling.backbones import xception
 
 VARIANTS = ("xception_41", "xception_65", "xception_71", "resnet_v1_50",
             "resnet_v1_50_beta", "resnet_v1_101", "resnet_v1_101_beta")

@@ -1,0 +1,242 @@
+"""One interface over every model format, for evaluation and inference.
+
+A `Predictor` maps one uint8 RGB image [H, W, 3] to labels [H, W] and
+probabilities [H, W, C] at the image's size, whatever it runs: the Keras
+model of a checkpoint, a SavedModel, a frozen graph, a TFLite file or an
+ONNX file. `load_predictor(path)` picks the runner from the path.
+
+Example:
+
+  predictor = load_predictor("/models/deeplab/1/deeplab_int8.tflite")
+  labels, probabilities = predictor(image)
+"""
+
+import os
+from typing import Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deeplab.core.export import saved_model
+from deeplab.core.export import frozen_graph
+from deeplab.core.modeling import multiscale
+from deeplab.core.export import tflite_export
+
+Prediction = Tuple[np.ndarray, np.ndarray]
+
+
+class Predictor:
+  """Base class: `predictor(image) -> (labels, probabilities)`.
+
+  Attributes:
+    name: Short name of the format, used in reports (`keras`, `saved_model`,
+      `frozen_graph`, `tflite_float32`, `tflite_int8`, `onnx`, ...).
+  """
+
+  name = "model"
+
+  def __call__(self, image: np.ndarray) -> Prediction:
+    """Segments uint8 [H, W, 3]; returns int32 [H, W] and float32 [H, W, C]."""
+    raise NotImplementedError
+
+  def predict_batch(self, images: Sequence[np.ndarray]) -> list:
+    """Segments several images; formats that batch run them at once."""
+    return [self(image) for image in images]
+
+  def logits(self, image: np.ndarray) -> Optional[np.ndarray]:
+    """Logits [H, W, C] when the format exposes them, else None."""
+    del image
+    return None
+
+
+def _same_size(images) -> bool:
+  return len({np.shape(image) for image in images}) == 1
+
+
+class KerasPredictor(Predictor):
+  """Runs a Keras model (e.g. restored from a checkpoint) eagerly."""
+
+  name = "keras"
+
+  def __init__(self, model: keras.Model, scales: Sequence[float] = (1.0,),
+               add_flipped_images: bool = False):
+    self._scales = multiscale.validate_scales(scales)
+    self._flip = add_flipped_images
+
+    @tf.function(reduce_retracing=True)
+    def run(images):
+      return saved_model.inference_outputs(model, images, self._scales,
+                                        self._flip)
+
+    self._run = run
+
+  def _outputs(self, image):
+    return self._run(tf.constant(np.asarray(image)[None], tf.uint8))
+
+  def __call__(self, image):
+    outputs = self._outputs(image)
+    return (outputs["semantic_predictions"][0].numpy(),
+            outputs["probabilities"][0].numpy())
+
+  def predict_batch(self, images):
+    if len(images) < 2 or not _same_size(images):
+      return super().predict_batch(images)
+    outputs = self._run(tf.constant(np.stack(images), tf.uint8))
+    return list(zip(outputs["semantic_predictions"].numpy(),
+                    outputs["probabilities"].numpy()))
+
+  def logits(self, image):
+    return self._outputs(image)["logits"][0].numpy()
+
+
+class SavedModelPredictor(Predictor):
+  """Runs the `serving_default` signature of an exported SavedModel."""
+
+  name = "saved_model"
+
+  def __init__(self, path: str):
+    self._loaded = tf.saved_model.load(saved_model.resolve_saved_model_dir(path))
+    self._signature = self._loaded.signatures[saved_model.SERVING_SIGNATURE]
+
+  def __call__(self, image):
+    return self.predict_batch([image])[0]
+
+  def predict_batch(self, images):
+    if len(images) > 1 and not _same_size(images):
+      return [self(image) for image in images]
+    outputs = self._signature(ImageTensor=tf.constant(np.stack(images),
+                                                      tf.uint8))
+    return list(zip(outputs["semantic_predictions"].numpy(),
+                    outputs["probabilities"].numpy()))
+
+
+class FrozenGraphPredictor(Predictor):
+  """Runs a frozen GraphDef by its official tensor names."""
+
+  name = "frozen_graph"
+
+  def __init__(self, path: str):
+    self._run = frozen_graph.load_frozen_graph(path)
+
+  def __call__(self, image):
+    labels, probabilities = self._run(np.asarray(image, np.uint8)[None])
+    return labels[0], probabilities[0]
+
+
+def _tflite_interpreter(path: str):
+  try:
+    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    Interpreter = tf.lite.Interpreter  # pylint: disable=invalid-name
+  return Interpreter(model_path=path)
+
+
+class TFLitePredictor(Predictor):
+  """Runs a `.tflite` model of fixed input size.
+
+  An image is shrunk (if larger) and padded with the mean pixel to the
+  model's input size; the probabilities of the image region are resized
+  back to the image's size. uint8 inputs and outputs are (de)quantized with
+  the model's parameters.
+  """
+
+  def __init__(self, path: str):
+    self._interpreter = _tflite_interpreter(path)
+    self._interpreter.allocate_tensors()
+    self._input = self._interpreter.get_input_details()[0]
+    self.height, self.width = (int(s) for s in self._input["shape"][1:3])
+    outputs = self._interpreter.get_output_details()
+    self._probabilities = next(o for o in outputs if len(o["shape"]) == 4)
+    self.quantized = self._input["dtype"] == np.uint8
+    self.name = "tflite_int8" if self.quantized else "tflite"
+    base = os.path.basename(path)
+    for quantization in tflite_export.QUANTIZATIONS:
+      if quantization in base:
+        self.name = f"tflite_{quantization}"
+
+  def __call__(self, image):
+    height, width = image.shape[:2]
+    canvas, (valid_height, valid_width) = tflite_export.fit_to_canvas(
+        image, self.height, self.width)
+    if self.quantized:
+      scale, zero_point = self._input["quantization"]
+      canvas = np.clip(np.round(canvas / scale + zero_point), 0, 255)
+    self._interpreter.set_tensor(self._input["index"],
+                                 canvas[None].astype(self._input["dtype"]))
+    self._interpreter.invoke()
+    probabilities = self._interpreter.get_tensor(
+        self._probabilities["index"])[0]
+    if self._probabilities["dtype"] == np.uint8:
+      scale, zero_point = self._probabilities["quantization"]
+      probabilities = (probabilities.astype(np.float32) - zero_point) * scale
+    probabilities = probabilities[:valid_height, :valid_width]
+    if (valid_height, valid_width) != (height, width):
+      probabilities = tf.raw_ops.ResizeBilinear(
+          images=probabilities[None], size=[height, width],
+          align_corners=True)[0].numpy()
+    return (np.argmax(probabilities, -1).astype(np.int32),
+            probabilities.astype(np.float32))
+
+
+class OnnxPredictor(Predictor):
+  """Runs an ONNX model with onnxruntime (CPU)."""
+
+  name = "onnx"
+
+  def __init__(self, path: str):
+    try:
+      import onnxruntime  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise ValueError("Running ONNX models needs onnxruntime: pip install "
+                       "'deeplab[export]'.") from None
+    self._session = onnxruntime.InferenceSession(
+        path, providers=["CPUExecutionProvider"])
+    self._input = self._session.get_inputs()[0].name
+
+  def _run(self, image, names):
+    return self._session.run(names, {self._input: np.asarray(
+        image, np.uint8)[None]})
+
+  def __call__(self, image):
+    return self.predict_batch([image])[0]
+
+  def predict_batch(self, images):
+    if len(images) > 1 and not _same_size(images):
+      return [self(image) for image in images]
+    labels, probabilities = self._session.run(
+        ["semantic_predictions", "probabilities"],
+        {self._input: np.stack(images).astype(np.uint8)})
+    return list(zip(labels, probabilities))
+
+  def logits(self, image):
+    return self._run(image, ["logits"])[0][0]
+
+
+def load_predictor(path: str) -> Predictor:
+  """A predictor for an exported model, chosen by its path.
+
+  Args:
+    path: A SavedModel folder (a version or its base folder), a frozen
+      graph `.pb`, a `.tflite` or an `.onnx` file.
+
+  Raises:
+    FileNotFoundError: naming the path, when it does not exist.
+    ValueError: naming the path, when its format is not recognised.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"--model_path {path!r} does not exist.")
+  lower = path.lower()
+  if os.path.isdir(path):
+    return SavedModelPredictor(path)
+  if lower.endswith(".tflite"):
+    return TFLitePredictor(path)
+  if lower.endswith(".onnx"):
+    return OnnxPredictor(path)
+  if lower.endswith(".pb"):
+    if os.path.basename(lower) == "saved_model.pb":
+      return SavedModelPredictor(os.path.dirname(path))
+    return FrozenGraphPredictor(path)
+  raise ValueError(
+      f"--model_path {path!r}: expected a SavedModel folder, a frozen graph "
+      "'.pb', a '.tflite' or an '.onnx' file.")

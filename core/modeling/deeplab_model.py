@@ -1,0 +1,211 @@
+"""Builds the DeepLabv3+ Keras model from a `ModelConfig`.
+
+raw pixels -> preprocessing -> backbone -> ASPP -> [decoder] -> logits
+[-> boundary refinement] -> bilinear upsampling to the input size; or, with
+`head=lr_aspp`, backbone -> Lite R-ASPP (logits) -> upsampling.
+
+Layer names (top level of the returned model):
+
+* `image` (input), `preprocess`;
+* the backbone's own layers (Keras Applications names for mobilenet_v2, so
+  `model.load_weights(imagenet_h5, by_name=True, skip_mismatch=True)` loads
+  ImageNet weights straight into the DeepLab model);
+* `aspp`, `decoder` (absent without decoder), `logits` (the 1x1 conv with
+  bias: the official "last layer" to skip when fine-tuning with another
+  number of classes; absent when `decoder_output_is_logits`, and the whole
+  LR-ASPP head with `head=lr_aspp`), `logits_refinement` (optional
+  boundary refinement), `upsample_logits`;
+* with `aux_head`: `aux_head` (the auxiliary head on the variant's
+  `aux_endpoint`) and `upsample_aux_logits`; the model then returns
+  `[logits, aux_logits]`.
+"""
+
+from typing import Sequence
+
+from absl import logging
+import keras
+
+from deeplab.core.modeling.heads import aspp as aspp_lib
+from deeplab.core.modeling.heads import aux_head as aux_head_lib
+from deeplab.core.modeling.heads import boundary_refinement
+from deeplab.core import config as config_lib
+from deeplab.core.modeling.heads import decoder as decoder_lib
+from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling.heads import lr_aspp as lr_aspp_lib
+from deeplab.core.modeling import model_variants
+
+LOGITS_LAYER = "logits"
+# Optional boundary refinement of the logits (as many channels as classes).
+REFINEMENT_LAYER = "logits_refinement"
+# Optional auxiliary head (training only); its classifier has num_classes
+# channels.
+AUX_HEAD_LAYER = "aux_head"
+# Layers that official `last_layers_contain_logits_only=False` treats as
+# "last layers" (not restored when the number of classes changes).
+LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER, REFINEMENT_LAYER,
+               AUX_HEAD_LAYER)
+# Layers whose weights depend on num_classes: what official
+# `last_layers_contain_logits_only=True` leaves out when fine-tuning.
+CLASS_DEPENDENT_LAYERS = (LOGITS_LAYER, REFINEMENT_LAYER, AUX_HEAD_LAYER)
+
+
+def build_deeplab_model(config: config_lib.ModelConfig,
+                        input_shape: Sequence = (None, None, 3),
+                        name: str = "deeplab") -> keras.Model:
+  """Builds DeepLabv3+ (or v3 without decoder) as a functional Keras model.
+
+  Args:
+    config: What to build.
+    input_shape: (height, width, 3); None for dynamic height/width.
+    name: Name of the Keras model.
+
+  Returns:
+    A model mapping float32 images in [0, 255], [batch, H, W, 3], to float32
+    logits at the input resolution, [batch, H, W, num_classes]; with
+    `config.aux_head`, to `[logits, aux_logits]`, both so. Call it with
+    `training=True` to train BatchNorm and dropout.
+
+  Raises:
+    ValueError: on an unknown `config.model_variant`, or an auxiliary head
+      on a variant without `aux_endpoint`.
+  """
+  variant = model_variants.get_model_variant(config.model_variant)
+  activation = "relu6" if config.use_bounded_activation else "relu"
+  bn_args = dict(
+      batch_norm_momentum=config.batch_norm_momentum,
+      batch_norm_epsilon=config.batch_norm_epsilon,
+      weight_decay=config.weight_decay,
+      sync_batch_norm=config.sync_batch_norm,
+      activation=activation)
+
+  # === Encoder ===
+  images = keras.Input(shape=tuple(input_shape), dtype="float32", name="image")
+  x = deeplab_layers.ImagePreprocessing(
+      variant.preprocessing, name="preprocess")(images)
+  endpoints = variant.backbone_builder(x, config)
+  low_level_name = _low_level_endpoint(variant, config)
+  pool_size = _image_pooling_window(config)
+
+  if config.head == "lr_aspp":
+    # === Lite R-ASPP head: its output is the logits ===
+    if low_level_name is None:
+      raise ValueError(
+          f"--head=lr_aspp needs a low-level endpoint: model variant "
+          f"{variant.name} has them at strides "
+          f"{sorted(variant.decoder_endpoints)} (--decoder_output_stride).")
+    logits = lr_aspp_lib.LRASPP(
+        num_classes=config.num_classes, filters=config.aspp_filters,
+        pool_size=pool_size, pool_stride=config.image_pooling_stride,
+        name=LOGITS_LAYER, **bn_args)(
+            [endpoints["final"], endpoints[low_level_name]])
+  else:
+    features = aspp_lib.ASPP(
+        filters=config.aspp_filters,
+        atrous_rates=config.atrous_rates,
+        use_separable_conv=config.aspp_with_separable_conv,
+        image_pooling=config.add_image_level_feature,
+        dropout_rate=config.aspp_dropout_rate,
+        pool_size=pool_size,
+        pool_stride=config.image_pooling_stride,
+        concat_projection=config.aspp_with_concat_projection,
+        squeeze_and_excitation=config.aspp_with_squeeze_and_excitation,
+        se_uses_qsigmoid=config.image_se_uses_qsigmoid,
+        quant_friendly=config.quant_friendly,
+        branches=config.aspp_branches,
+        name="aspp",
+        **bn_args)(endpoints["final"])
+
+    # === Decoder ===
+    if low_level_name is not None:
+      decoder_filters = (config.num_classes if config.decoder_output_is_logits
+                         else config.decoder_filters)
+      features = decoder_lib.DeepLabV3PlusDecoder(
+          filters=decoder_filters,
+          low_level_filters=config.low_level_filters,
+          use_separable_conv=config.decoder_use_separable_conv,
+          sum_merge=config.decoder_use_sum_merge,
+          output_is_logits=config.decoder_output_is_logits,
+          quant_friendly=config.quant_friendly,
+          name="decoder",
+          **bn_args)([features, endpoints[low_level_name]])
+
+    # === Logits ===
+    if config.decoder_output_is_logits and low_level_name is not None:
+      logits = features
+    else:
+      logits = keras.layers.Conv2D(
+          config.num_classes, 1, use_bias=True,
+          kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
+          kernel_regularizer=deeplab_layers.l2_regularizer(
+              config.weight_decay),
+          name=LOGITS_LAYER)(features)
+  if config.boundary_refinement:
+    logits = boundary_refinement.BoundaryRefinement(
+        weight_decay=config.weight_decay, name=REFINEMENT_LAYER)(logits)
+  # float32 even under a mixed-precision policy: losses and argmax want it.
+  outputs = deeplab_layers.ResizeBilinear(
+      align_corners=True, dtype="float32",
+      name="upsample_logits")([logits, images])
+
+  if config.aux_head:
+    # === Auxiliary head (training only; PSPNet Sec. 3.3) ===
+    aux_logits = aux_head_lib.AuxiliaryHead(
+        num_classes=config.num_classes, filters=config.aux_head_filters,
+        dropout_rate=config.aux_head_dropout_rate, name=AUX_HEAD_LAYER,
+        **bn_args)(endpoints[_aux_endpoint(variant, endpoints)])
+    aux_outputs = deeplab_layers.ResizeBilinear(
+        align_corners=True, dtype="float32",
+        name="upsample_aux_logits")([aux_logits, images])
+    return keras.Model(images, [outputs, aux_outputs], name=name)
+  return keras.Model(images, outputs, name=name)
+
+
+def main_output_model(model: keras.Model) -> keras.Model:
+  """`model` without its auxiliary head, for inference and export.
+
+  Args:
+    model: A model from `build_deeplab_model`.
+
+  Returns:
+    `model` itself when it has one output; else a model of its first
+    output (the logits) that shares its layers and weights, so that the
+    auxiliary head is neither computed nor exported.
+  """
+  if len(model.outputs) == 1:
+    return model
+  return keras.Model(model.input, model.outputs[0], name=model.name)
+
+
+def _aux_endpoint(variant, endpoints):
+  """The endpoint name the auxiliary head reads (raises when none)."""
+  name = variant.aux_endpoint
+  if name is None or name not in endpoints:
+    raise ValueError(
+        f"Model variant {variant.name} has no auxiliary-head endpoint "
+        f"(ModelVariant.aux_endpoint is {name!r}); train it with "
+        "--aux_loss_weight=0 (no auxiliary head).")
+  return name
+
+
+def _low_level_endpoint(variant, config):
+  """The decoder's (or LR-ASPP's) low-level endpoint name, or None."""
+  stride = config.decoder_output_stride
+  if stride is None and config.head == "lr_aspp":
+    stride = 8
+  if stride is None:
+    return None
+  name = variant.decoder_endpoints.get(stride)
+  if name is None:
+    logging.warning(
+        "Model variant %s has no decoder endpoint at stride %d (it has %s); "
+        "building without decoder.", variant.name, stride,
+        sorted(variant.decoder_endpoints))
+  return name
+
+
+def _image_pooling_window(config):
+  """Official image-pooling window: scale_dimension(crop, 1 / OS)."""
+  if config.image_pooling_crop_size is None:
+    return None
+  return tuple((c - 1) // config.output_stride + 1
+               for c in config.image_pooling_crop_size)

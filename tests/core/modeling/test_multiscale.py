@@ -1,0 +1,89 @@
+"""Multi-scale + flip inference averages the softmax, as official DeepLab."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.training import model_fn as model_fn_lib
+from deeplab.core.modeling import multiscale
+from testing_utils import make_predictions_nontrivial
+
+
+def _column_model(images, training=False):
+  """Logits that depend on the column: class 0 left, class 1 right."""
+  del training
+  width = tf.shape(images)[2]
+  ramp = tf.cast(tf.range(width), tf.float32) / tf.cast(width - 1, tf.float32)
+  ramp = tf.broadcast_to(ramp[None, None, :, None],
+                         tf.concat([tf.shape(images)[:3], [1]], 0))
+  return tf.concat([4.0 * (1.0 - ramp), 4.0 * ramp], axis=-1)
+
+
+def test_single_pass_is_the_model_softmax():
+  images = tf.random.uniform([2, 9, 13, 3], 0, 255)
+  probabilities, logits = multiscale.predict(_column_model, images)
+  np.testing.assert_allclose(logits, _column_model(images), atol=1e-6)
+  np.testing.assert_allclose(probabilities, tf.nn.softmax(logits), atol=1e-6)
+
+
+def test_flip_averages_the_mirrored_prediction():
+  images = tf.zeros([1, 5, 11, 3])
+  probabilities, _ = multiscale.predict(_column_model, images,
+                                        add_flipped_images=True)
+  single, _ = multiscale.predict(_column_model, images)
+  # Averaging a ramp with its mirror image gives 0.5 everywhere.
+  np.testing.assert_allclose(probabilities, 0.5, atol=1e-6)
+  expected = (single + tf.reverse(single, [2])) / 2
+  np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+
+
+def test_scales_are_averaged_at_the_input_size():
+  images = tf.random.uniform([1, 37, 45, 3], 0, 255)
+  scales = (0.5, 0.75, 1.0, 1.25)
+  probabilities, logits = multiscale.predict(_column_model, images, scales)
+  assert probabilities.shape == (1, 37, 45, 2)
+  np.testing.assert_allclose(tf.reduce_sum(probabilities, -1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(tf.nn.softmax(logits), probabilities, atol=1e-5)
+  # Each scale's resized ramp is the same align-corners ramp, so the average
+  # equals the single-scale prediction.
+  single, _ = multiscale.predict(_column_model, images)
+  np.testing.assert_allclose(probabilities, single, atol=1e-5)
+
+
+def test_flip_with_a_real_model_is_mirror_symmetric(tiny_model_config):
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0, 255, (1, 33, 41, 3)).astype(np.float32)
+  model = make_predictions_nontrivial(
+      deeplab_model.build_deeplab_model(tiny_model_config), images)
+  scales = (0.75, 1.0)
+  forward, _ = multiscale.predict(model, images, scales, True)
+  mirrored, _ = multiscale.predict(model, images[:, :, ::-1], scales, True)
+  # Equal up to float rounding of the convolutions (oneDNN: ~1e-3).
+  np.testing.assert_allclose(forward, mirrored.numpy()[:, :, ::-1], atol=3e-3)
+  single, _ = multiscale.predict(model, images)
+  assert not np.allclose(forward, single, atol=1e-3)
+
+
+def test_model_fn_eval_uses_the_scales(tiny_model_config):
+  rng = np.random.default_rng(1)
+  images = rng.uniform(0, 255, (2, 33, 33, 3)).astype(np.float32)
+  model = make_predictions_nontrivial(
+      deeplab_model.build_deeplab_model(tiny_model_config), images)
+  labels = rng.integers(0, 3, (2, 33, 33)).astype(np.int32)
+  params = model_fn_lib.ModelFnParams(
+      model=model, num_classes=3, ignore_label=255,
+      eval_scales=(0.5, 1.0), add_flipped_images=True)
+  spec = model_fn_lib.model_fn({"image": images}, labels,
+                               model_fn_lib.ModeKeys.EVAL, params)
+  expected, _ = multiscale.predict(model, images, (0.5, 1.0), True)
+  np.testing.assert_array_equal(spec.predictions["semantic"],
+                                np.argmax(expected, -1))
+  assert int(spec.metric_updates["confusion_matrix"].numpy().sum()) == 2 * 33 * 33
+  assert np.isfinite(float(spec.loss))
+
+
+@pytest.mark.parametrize("scales", [[], [0.5, 0.0], ["x"]])
+def test_bad_scales_name_the_flag(scales):
+  with pytest.raises(ValueError, match="--inference_scales"):
+    multiscale.validate_scales(scales, "inference_scales")

@@ -1,0 +1,69 @@
+"""model_fn in each mode, on the real DeepLab model at a tiny size."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.training import model_fn as model_fn_lib
+from deeplab.core.training.model_fn import ModeKeys
+from testing_utils import make_predictions_nontrivial
+
+
+def _batch():
+  rng = np.random.default_rng(0)
+  images = rng.uniform(0, 255, (2, 33, 33, 3)).astype(np.float32)
+  # A learnable target: bright pixels are class 1, dark ones class 2.
+  labels = np.where(images.mean(-1) > 127, 1, 2).astype(np.int32)
+  labels[:, :3] = 255
+  return {"image": tf.constant(images)}, tf.constant(labels)
+
+
+def _params(config, optimizer=None, random_weights=False):
+  model = deeplab_model.build_deeplab_model(config)
+  if random_weights:
+    make_predictions_nontrivial(model, _batch()[0]["image"])
+  return model_fn_lib.ModelFnParams(
+      model=model,
+      num_classes=config.num_classes, ignore_label=255, optimizer=optimizer)
+
+
+def test_train_steps_lower_the_loss(tiny_model_config):
+  params = _params(tiny_model_config, keras.optimizers.Adam(1e-2))
+  features, labels = _batch()
+  step = tf.function(lambda f, l: model_fn_lib.model_fn(
+      f, l, ModeKeys.TRAIN, params).data_loss)
+  losses = [float(step(features, labels)) for _ in range(20)]
+  assert int(params.optimizer.iterations) == 20
+  assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_eval_spec_has_loss_and_confusion_matrix(tiny_model_config):
+  params = _params(tiny_model_config)
+  features, labels = _batch()
+  spec = model_fn_lib.model_fn(features, labels, ModeKeys.EVAL, params)
+  confusion = spec.metric_updates["confusion_matrix"].numpy()
+  assert confusion.shape == (3, 3)
+  assert confusion.sum() == int(np.sum(labels.numpy() != 255))
+  assert spec.loss is not None and spec.train_op is None
+  assert spec.predictions["semantic"].shape == (2, 33, 33)
+
+
+def test_predict_spec(tiny_model_config):
+  params = _params(tiny_model_config, random_weights=True)
+  features, _ = _batch()
+  spec = model_fn_lib.model_fn(features, None, ModeKeys.PREDICT, params)
+  probabilities = spec.predictions["probabilities"].numpy()
+  assert probabilities.shape == (2, 33, 33, 3)
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_array_equal(spec.predictions["semantic"].numpy(),
+                                probabilities.argmax(-1))
+  assert spec.loss is None
+
+
+def test_train_without_optimizer_is_a_clear_error(tiny_model_config):
+  params = _params(tiny_model_config)
+  features, labels = _batch()
+  with pytest.raises(ValueError, match="optimizer"):
+    model_fn_lib.model_fn(features, labels, ModeKeys.TRAIN, params)
