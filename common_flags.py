@@ -13,9 +13,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from deeplab.core.modeling.heads import aspp
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import model_variants
+from deeplab.core.modeling.heads import aspp
 from deeplab.datasets import data_descriptors
 
 FLAGS = flags.FLAGS

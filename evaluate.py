@@ -39,12 +39,12 @@ import tensorflow as tf
 
 from deeplab import common_flags
 from deeplab.core import config as config_lib
-from deeplab.core.training import factory
-from deeplab.core.evaluation import eval_loop
-from deeplab.core.export import predictors
 from deeplab.core import io_utils
-from deeplab.core.modeling import multiscale
+from deeplab.core.evaluation import eval_loop
 from deeplab.core.evaluation import visualization
+from deeplab.core.export import predictors
+from deeplab.core.modeling import multiscale
+from deeplab.core.training import factory
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 

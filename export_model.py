@@ -36,12 +36,12 @@ from absl import flags
 from absl import logging
 
 from deeplab import common_flags
-from deeplab.core.export import saved_model
-from deeplab.core.training import factory
 from deeplab.core.export import frozen_graph
-from deeplab.core.modeling import multiscale
 from deeplab.core.export import onnx_export
+from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
+from deeplab.core.modeling import multiscale
+from deeplab.core.training import factory
 
 FLAGS = flags.FLAGS
 

@@ -41,10 +41,10 @@ from PIL import Image
 import tqdm
 
 from deeplab import common_flags
+from deeplab.core import io_utils
 from deeplab.core.evaluation import crf as crf_lib
 from deeplab.core.evaluation import eval_loop
 from deeplab.core.export import predictors
-from deeplab.core import io_utils
 
 FLAGS = flags.FLAGS
 

@@ -19,8 +19,8 @@ from absl import flags
 from absl import logging
 
 from deeplab import common_flags
-from deeplab.core.training import class_weights
 from deeplab.core import config as config_lib
+from deeplab.core.training import class_weights
 from deeplab.core.training import factory
 from deeplab.core.training import learning_rate
 from deeplab.core.training import preemption

@@ -38,12 +38,12 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab.core import config as config_lib
-from deeplab.core.modeling import deeplab_model
-from deeplab.core.export import saved_model
-from deeplab.core.export import predictors
 from deeplab.core.evaluation import metrics as metrics_lib
 from deeplab.core.export import onnx_export
+from deeplab.core.export import predictors
+from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
+from deeplab.core.modeling import deeplab_model
 
 flags.DEFINE_list("variants", ["mobilenet_v2", "xception_65"],
                   "Model variants to time.")

@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-direct-tensorflow-import
 
-from deeplab.core.export import saved_model
 from deeplab.core import io_utils
+from deeplab.core.export import saved_model
 
 INPUT_TENSOR = "ImageTensor:0"
 OUTPUT_TENSOR = "SemanticPredictions:0"

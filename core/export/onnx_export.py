@@ -18,8 +18,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from deeplab.core.export import saved_model
 from deeplab.core import io_utils
+from deeplab.core.export import saved_model
 
 OPSET = 17
 INPUT_NAME = "ImageTensor"

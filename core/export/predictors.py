@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.core.export import saved_model
 from deeplab.core.export import frozen_graph
-from deeplab.core.modeling import multiscale
+from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
+from deeplab.core.modeling import multiscale
 
 Prediction = Tuple[np.ndarray, np.ndarray]
 

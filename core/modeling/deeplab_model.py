@@ -25,14 +25,14 @@ from typing import Sequence
 from absl import logging
 import keras
 
+from deeplab.core import config as config_lib
+from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling import model_variants
 from deeplab.core.modeling.heads import aspp as aspp_lib
 from deeplab.core.modeling.heads import aux_head as aux_head_lib
 from deeplab.core.modeling.heads import boundary_refinement
-from deeplab.core import config as config_lib
 from deeplab.core.modeling.heads import decoder as decoder_lib
-from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling.heads import lr_aspp as lr_aspp_lib
-from deeplab.core.modeling import model_variants
 
 LOGITS_LAYER = "logits"
 # Optional boundary refinement of the logits (as many channels as classes).

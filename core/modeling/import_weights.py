@@ -52,8 +52,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core import io_utils
+from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling.backbones import keras_app_backbones
 
 # Variables of a TF1 checkpoint that hold training state, not weights.

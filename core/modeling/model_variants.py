@@ -12,8 +12,8 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 import keras
 
 from deeplab.core import config as config_lib
-from deeplab.core.modeling.backbones import keras_app_backbones
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling.backbones import keras_app_backbones
 from deeplab.core.modeling.backbones import mobilenet_v2
 from deeplab.core.modeling.backbones import mobilenet_v3
 from deeplab.core.modeling.backbones import resnet_v1

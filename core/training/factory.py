@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.core.training import class_weights as class_weights_lib
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.training import class_weights as class_weights_lib
 from deeplab.core.training import learning_rate
 from deeplab.core.training import losses
 from deeplab.core.training import model_fn

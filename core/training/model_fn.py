@@ -12,9 +12,9 @@ from typing import Any, Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from deeplab.core.training import losses
 from deeplab.core.evaluation import metrics
 from deeplab.core.modeling import multiscale
+from deeplab.core.training import losses
 from deeplab.core.training import transfer
 
 

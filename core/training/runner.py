@@ -27,10 +27,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.core.export import saved_model
 from deeplab.core import io_utils
-from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.evaluation import metrics as metrics_lib
+from deeplab.core.export import saved_model
+from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling import multiscale
 from deeplab.core.training import preemption
 from deeplab.core.training import transfer

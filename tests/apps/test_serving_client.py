@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 
 from deeplab import serving_client
-from deeplab.core.modeling import deeplab_model
 from deeplab.core.export import saved_model
+from deeplab.core.modeling import deeplab_model
 from testing_utils import make_predictions_nontrivial
 
 

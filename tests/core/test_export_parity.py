@@ -10,11 +10,11 @@ import os
 import numpy as np
 import pytest
 
-from deeplab.core.export import saved_model
 from deeplab.core.evaluation import eval_loop
-from deeplab.core.export import predictors
 from deeplab.core.export import frozen_graph
 from deeplab.core.export import onnx_export
+from deeplab.core.export import predictors
+from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
 import trained_demo
 

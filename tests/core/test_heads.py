@@ -9,12 +9,12 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab.core.modeling.heads import aspp as aspp_lib
-from deeplab.core.modeling.heads import boundary_refinement
 from deeplab.core import config as config_lib
-from deeplab.core.modeling.heads import decoder as decoder_lib
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import layers
+from deeplab.core.modeling.heads import aspp as aspp_lib
+from deeplab.core.modeling.heads import boundary_refinement
+from deeplab.core.modeling.heads import decoder as decoder_lib
 from deeplab.core.modeling.heads import lr_aspp
 
 

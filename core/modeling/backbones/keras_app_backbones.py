@@ -27,8 +27,8 @@ from typing import Dict
 
 import keras
 
-from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling.backbones import backbone_utils
 
 RESNET_STAGES = {
     "resnet50": (("conv2", 64, 3, 1), ("conv3", 128, 4, 2),

@@ -34,8 +34,8 @@ from typing import Dict
 
 import keras
 
-from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling.backbones import backbone_utils
 
 # (expansion factor, output channels, stride) of blocks 0..16 (V2_DEF).
 _BLOCKS = (

@@ -28,8 +28,8 @@ from typing import Dict, Optional
 
 import keras
 
-from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling.backbones import mobilenet_v2
 
 # (expansion size or None for "factor" rule, expansion factor, out channels,

@@ -26,8 +26,8 @@ from typing import Dict, Optional, Sequence
 
 import keras
 
-from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling.backbones import backbone_utils
 
 # (scope, base depth, units, stride) of blocks 1-3; block4 is separate.
 _BLOCKS = {

@@ -30,8 +30,8 @@ from typing import Dict, Sequence, Tuple
 
 import keras
 
-from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling.backbones import backbone_utils
 
 _STDDEV = 0.09
 

@@ -9,8 +9,8 @@ import pytest
 
 from deeplab.core import config as config_lib
 from deeplab.core.evaluation import eval_loop
-from deeplab.core.export import predictors
 from deeplab.core.evaluation import metrics
+from deeplab.core.export import predictors
 from deeplab.datasets import tfrecord_io
 
 

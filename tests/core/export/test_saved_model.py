@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab.core.modeling import deeplab_model
 from deeplab.core.export import saved_model
+from deeplab.core.modeling import deeplab_model
 from testing_utils import make_predictions_nontrivial
 
 

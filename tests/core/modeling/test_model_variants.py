@@ -6,8 +6,8 @@ import keras
 import pytest
 
 from deeplab.core import config as config_lib
-from deeplab.core.modeling.backbones import mobilenet_v2
 from deeplab.core.modeling import model_variants
+from deeplab.core.modeling.backbones import mobilenet_v2
 
 
 def test_unknown_variant_names_it_and_lists_known_ones():

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from deeplab.core.modeling import deeplab_model
-from deeplab.core.training import model_fn as model_fn_lib
 from deeplab.core.modeling import multiscale
+from deeplab.core.training import model_fn as model_fn_lib
 from testing_utils import make_predictions_nontrivial
 
 

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling.backbones import backbone_utils
 
 
 def _conv_kernels(config):

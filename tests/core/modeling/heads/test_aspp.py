@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab.core.modeling.heads import aspp as aspp_lib
 from deeplab.core.modeling import layers
+from deeplab.core.modeling.heads import aspp as aspp_lib
 
 
 def _features(size=9, channels=32, batch=2, seed=0):

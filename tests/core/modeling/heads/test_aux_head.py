@@ -13,14 +13,14 @@ import pytest
 import tensorflow as tf
 
 import backbone_test_utils as btu
-from deeplab.core.modeling.heads import aux_head
 from deeplab.core import config as config_lib
-from deeplab.core.modeling import deeplab_model
-from deeplab.core.training import factory
 from deeplab.core.export import saved_model
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import model_variants
+from deeplab.core.modeling.heads import aux_head
+from deeplab.core.training import factory
 from deeplab.core.training import losses
 from deeplab.core.training import model_fn as model_fn_lib
-from deeplab.core.modeling import model_variants
 from deeplab.core.training import transfer
 from deeplab.core.training.model_fn import ModeKeys
 from testing_utils import APP_ENV

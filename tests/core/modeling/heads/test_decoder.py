@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from deeplab.core.modeling.heads import decoder as decoder_lib
 from deeplab.core.modeling import layers
+from deeplab.core.modeling.heads import decoder as decoder_lib
 
 
 def _inputs(encoder_size=5, low_level_size=17, seed=0):
