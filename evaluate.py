@@ -18,6 +18,11 @@ all from one confusion matrix accumulated on device. Writes to
 * `--save_predictions`: palette PNGs and overlays under
   `eval_logdir/predictions/`; `--cityscapes_results_dir`: Cityscapes
   labelId PNGs for cityscapesscripts' official evaluator.
+* `--predictions_dir`: no model; scores prediction PNGs made elsewhere
+  against `--ground_truth_dir` (PNGs) or the `--eval_split` TFRecords of
+  `--dataset_dir` (`core/evaluation/score_folder.py`): Cityscapes labelId
+  PNGs as cityscapesscripts reads them for `--dataset=cityscapes`, index
+  PNGs of the same names otherwise.
 
 Example:
 
@@ -41,6 +46,7 @@ from deeplab import common_flags
 from deeplab.core import config as config_lib
 from deeplab.core import io_utils
 from deeplab.core.evaluation import eval_loop
+from deeplab.core.evaluation import score_folder
 from deeplab.core.evaluation import visualization
 from deeplab.core.export import predictors
 from deeplab.core.modeling import multiscale
@@ -84,12 +90,26 @@ flags.DEFINE_string("cityscapes_results_dir", None,
                     "cityscapesscripts' evaluator.")
 flags.DEFINE_integer("num_eval_images", 0,
                      "Evaluate only the first N images (0: all).")
+flags.DEFINE_string("predictions_dir", None,
+                    "Score the prediction PNGs in this folder, made "
+                    "elsewhere (no model): Cityscapes labelId PNGs named "
+                    "<city>_<seq>_<frame>*.png for --dataset=cityscapes, "
+                    "else index PNGs named like their ground truth.")
+flags.DEFINE_string("ground_truth_dir", None,
+                    "With --predictions_dir: folder of ground-truth PNGs "
+                    "(Cityscapes: *_gtFine_labelIds.png, searched "
+                    "recursively). Default: the --eval_split TFRecords of "
+                    "--dataset_dir.")
+flags.DEFINE_integer("eval_threads", 0,
+                     "With --predictions_dir: PNG decode threads (0: one "
+                     "per CPU).")
 
 METRICS_FILE = "metrics.json"
 REPORTED_KEYS = ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
                  "per_class_iou", "per_class_accuracy", "num_images",
                  "num_pixels", "global_step", "checkpoint_path",
-                 "confusion_matrix")
+                 "confusion_matrix", "unscored_predictions",
+                 "predictions_dir", "ground_truth")
 
 
 SUMMARY_KEYS = ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
@@ -181,8 +201,33 @@ def evaluate_per_image(descriptor, model_config, scales):
   return formats
 
 
+def score_predictions_dir():
+  """--predictions_dir: scores prediction PNGs made elsewhere, no model."""
+  if FLAGS.checkpoint_dir or FLAGS.model_path:
+    raise flags.ValidationError(
+        "--predictions_dir scores PNGs without a model; drop "
+        "--checkpoint_dir/--model_path.")
+  if not FLAGS.ground_truth_dir and not FLAGS.dataset_dir:
+    raise flags.ValidationError(
+        "--predictions_dir needs the ground truth: --ground_truth_dir "
+        "(PNGs) or --dataset_dir (TFRecords of --eval_split).")
+  common_flags.require_flag("eval_logdir")
+  descriptor = common_flags.dataset_descriptor_from_flags()
+  results = score_folder.score_predictions(
+      FLAGS.predictions_dir, descriptor,
+      ground_truth_dir=FLAGS.ground_truth_dir,
+      dataset_dir=FLAGS.dataset_dir, split=FLAGS.eval_split,
+      num_threads=FLAGS.eval_threads)
+  path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names)
+  print(f"miou={results['miou']:.4f} num_images={results['num_images']} "
+        f"metrics={path}")
+
+
 def main(argv):
   del argv
+  if FLAGS.predictions_dir:
+    score_predictions_dir()
+    return
   if not FLAGS.checkpoint_dir and not FLAGS.model_path:
     raise flags.ValidationError(
         "Pass --checkpoint_dir and/or --model_path (the model to evaluate).")

@@ -142,7 +142,12 @@ def _matmul_peak(tf, n=2048, iters=10):
 
 
 def _forward_macs(tf, keras_module, model, spec):
-  """Multiply-accumulates of conv/dense layers for one batch of `spec`.
+  """Multiply-accumulates of conv/dense layers for ONE image of `spec`.
+
+  Each layer's count leaves out the batch dimension (`out_shape[1:-1]`), so
+  the sum is per image whatever the batch size of `spec`; do not divide it
+  by the batch again (an earlier version did, halving every FLOP figure at
+  batch 2).
 
   The same count as `deeplab.core.modeling.model_stats` (which the other venvs cannot
   import): `call` of each counted layer class records its static shapes
@@ -229,7 +234,7 @@ def measure(impl, size, batch, iters, repeats):
     import tf_keras as keras_module  # pylint: disable=g-import-not-at-top
   else:
     import keras as keras_module  # pylint: disable=g-import-not-at-top
-  flops = 2.0 * _forward_macs(tf, keras_module, model, spec) / batch
+  flops = 2.0 * _forward_macs(tf, keras_module, model, spec)  # Per image.
   forward_s = _timed(forward, images, iters, repeats)
   train_s = _timed(train_step, images, iters, repeats)
   peak = _matmul_peak(tf)

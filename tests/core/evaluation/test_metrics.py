@@ -64,3 +64,31 @@ def test_perfect_prediction():
   got = metrics.metrics_from_confusion_matrix(confusion)
   assert got["miou"] == 1.0 and got["pixel_accuracy"] == 1.0
   assert got["fwiou"] == pytest.approx(1.0)
+
+
+def test_joint_histogram_with_tables_equals_device_confusion_matrix():
+  rng = np.random.default_rng(3)
+  labels = rng.integers(0, 6, (2, 33, 31)).astype(np.uint8)
+  labels[labels == 5] = 255
+  predictions = rng.integers(0, 5, labels.shape).astype(np.uint8)
+  joint = sum(metrics.joint_histogram(l, p)
+              for l, p in zip(labels, predictions))
+  assert joint.shape == (256, 256) and joint.sum() == labels.size
+  label_classes = np.where(np.arange(256) < 5, np.arange(256), -1)
+  confusion = metrics.confusion_from_joint(joint, label_classes,
+                                           label_classes, 5)
+  want = metrics.confusion_matrix_update(labels, predictions, 5, 255).numpy()
+  assert want.dtype == np.int64
+  np.testing.assert_array_equal(confusion[:, :5], want)
+  assert not confusion[:, 5].any()
+
+
+def test_unscored_prediction_column_is_a_miss_and_no_false_positive():
+  # Class 0: 4 right, 2 predicted as an unscored class; class 1: 3 right.
+  confusion = np.array([[4, 0, 2], [0, 3, 0]])
+  got = metrics.metrics_from_confusion_matrix(confusion)
+  assert got["per_class_iou"] == [4 / 6, 1.0]
+  assert got["pixel_accuracy"] == pytest.approx(7 / 9)
+  assert got["num_pixels"] == 9
+  with pytest.raises(ValueError, match="expected"):
+    metrics.metrics_from_confusion_matrix(np.zeros((3, 2)))
