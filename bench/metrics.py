@@ -1,0 +1,222 @@
+"""Metric speed on Cityscapes-size PNGs: ours against cityscapesscripts.
+
+Same work on every side: N generated pairs of 1024x2048 labelId PNGs
+(ground truth `*_gtFine_labelIds.png`, prediction `*_leftImg8bit.png`),
+decoded from disk and reduced to the 19 trainId IoUs. Sides, each in its
+own subprocess so that none inherits another's warm state:
+
+* `ours_app`: `python -m deeplab.evaluate --dataset=cityscapes
+  --predictions_dir --ground_truth_dir` end to end (wall time: Python and
+  TensorFlow start-up, file matching, scoring, metrics.json and plots).
+* `ours_lib`: `score_folder.score_predictions` alone, timed inside.
+* `cityscapesscripts`: `evaluateImgLists` (evalInstLevelScore=False; the
+  wheel has no compiled extension here, so it counts with `np.unique`),
+  timed inside.
+* `floor`: the least any scorer must do in one thread: PIL-decode both
+  PNGs of every pair and one `np.bincount`, no checks, timed inside.
+
+After one warm-up round (page cache, .pyc), `--repeats` rounds run every
+side in turn (A, B, C, D, A, B, ...); the table gives each side's median
+and min and the ratios of medians. Every side's configuration is printed.
+The per-class IoUs of `ours_lib` and cityscapesscripts are compared.
+
+Usage:
+  python bench/metrics.py [--num_pairs=50] [--repeats=5] [--threads=0]
+      [--output_dir=/tmp/bench_metrics]
+Smoke run: python bench/metrics.py --num_pairs=2 --repeats=1
+"""
+
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_pairs", 50, "Generated prediction/truth pairs.")
+flags.DEFINE_integer("height", 1024, "PNG height.")
+flags.DEFINE_integer("width", 2048, "PNG width.")
+flags.DEFINE_integer("repeats", 5, "Timed rounds after the warm-up round.")
+flags.DEFINE_integer("threads", 0, "ours: decode threads (0: one per CPU).")
+flags.DEFINE_list("sides", ["ours_app", "ours_lib", "cityscapesscripts",
+                            "floor"], "Sides to time.")
+flags.DEFINE_string("work_dir", None, "Where the PNGs go (default: a "
+                    "temporary folder, removed after).")
+flags.DEFINE_string("output_dir", "/tmp/bench_metrics",
+                    "Where results.json and results.md are written.")
+flags.DEFINE_string("worker", None, "Internal: time one side, print JSON.")
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = {
+    "ours_app": "python -m deeplab.evaluate --dataset=cityscapes "
+                "--predictions_dir --ground_truth_dir --eval_threads={t}; "
+                "subprocess wall time, start-up included",
+    "ours_lib": "score_folder.score_predictions, {t} threads; timed inside",
+    "cityscapesscripts": "evaluateImgLists, evalInstLevelScore=False, "
+                         "CSUPPORT={cs}; timed inside",
+    "floor": "PIL decode of both PNGs + np.bincount, 1 thread; timed inside",
+}
+
+
+def generate(folder, count, height, width, seed=0):
+  """Blocky labelId ground truth (all 34 ids) and a fifth-wrong prediction."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  for index in range(count):
+    city = ("aachen", "bochum", "ulm")[index % 3]
+    stem = f"{city}_{index:06d}_000019"
+    blocks = rng.integers(0, 34, (height // 32, width // 32))
+    truth = np.kron(blocks, np.ones((32, 32), np.uint8)).astype(np.uint8)
+    wrong = np.kron(rng.random(blocks.shape) < 0.2, np.ones((32, 32), bool))
+    prediction = np.where(wrong, rng.integers(0, 34, truth.shape),
+                          truth).astype(np.uint8)
+    for sub, name, array in (("gt", f"{stem}_gtFine_labelIds.png", truth),
+                             ("pred", f"{stem}_leftImg8bit.png", prediction)):
+      os.makedirs(os.path.join(folder, sub, city), exist_ok=True)
+      Image.fromarray(array).save(os.path.join(folder, sub, city, name))
+
+
+def _lists(folder):
+  truths, predictions = [], []
+  for root, _, names in sorted(os.walk(os.path.join(folder, "gt"))):
+    for name in sorted(names):
+      truths.append(os.path.join(root, name))
+      predictions.append(os.path.join(
+          root.replace(os.path.join(folder, "gt"),
+                       os.path.join(folder, "pred")),
+          name.replace("_gtFine_labelIds", "_leftImg8bit")))
+  return truths, predictions
+
+
+def run_worker(side, folder, threads):
+  """Times one side in this process; returns a dict."""
+  truths, predictions = _lists(folder)
+  if side == "ours_lib":
+    from deeplab.core.evaluation import score_folder  # pylint: disable=g-import-not-at-top
+    from deeplab.datasets import data_descriptors  # pylint: disable=g-import-not-at-top
+    descriptor = data_descriptors.get_dataset_descriptor("cityscapes")
+    start = time.perf_counter()
+    result = score_folder.score_predictions(
+        os.path.join(folder, "pred"), descriptor,
+        ground_truth_dir=os.path.join(folder, "gt"), num_threads=threads)
+    return {"seconds": time.perf_counter() - start,
+            "per_class_iou": result["per_class_iou"]}
+  if side == "cityscapesscripts":
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval  # pylint: disable=g-import-not-at-top
+    from cityscapesscripts.helpers import labels as cs_labels  # pylint: disable=g-import-not-at-top
+    args = copy.copy(cs_eval.args)
+    args.evalInstLevelScore, args.JSONOutput, args.quiet = False, False, True
+    start = time.perf_counter()
+    result = cs_eval.evaluateImgLists(predictions, truths, args)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "csupport": cs_eval.CSUPPORT,
+            "per_class_iou": [result["classScores"][
+                cs_labels.trainId2label[t].name] for t in range(19)]}
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  counts = np.zeros(65536, np.int64)
+  for truth, prediction in zip(truths, predictions):
+    code = np.asarray(Image.open(truth), np.uint16) << 8
+    code |= np.asarray(Image.open(prediction), np.uint8)
+    counts += np.bincount(code.ravel(), minlength=65536)
+  return {"seconds": time.perf_counter() - start}
+
+
+def _run_side(side, folder, threads, eval_logdir):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  if side == "ours_app":
+    cmd = [sys.executable, "-m", "deeplab.evaluate", "--dataset=cityscapes",
+           f"--predictions_dir={os.path.join(folder, 'pred')}",
+           f"--ground_truth_dir={os.path.join(folder, 'gt')}",
+           f"--eval_threads={threads}", f"--eval_logdir={eval_logdir}"]
+  else:
+    cmd = [sys.executable, os.path.abspath(__file__), f"--worker={side}",
+           f"--work_dir={folder}", f"--threads={threads}"]
+  start = time.perf_counter()
+  result = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                          cwd=_REPO, check=False)
+  wall = time.perf_counter() - start
+  if result.returncode:
+    raise RuntimeError(f"{side} failed:\n{result.stderr[-3000:]}")
+  record = {"wall_s": wall}
+  lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
+  if side != "ours_app":
+    record.update(json.loads(lines[-1]))
+  record["seconds"] = record.get("seconds", wall)
+  return record
+
+
+def _table(summary, sides):
+  base = summary.get("cityscapesscripts", {}).get("median")
+  floor = summary.get("floor", {}).get("median")
+  lines = ["| side | configuration | median s | min s | vs cityscapesscripts "
+           "(time ratio) | vs floor |", "|---|---|---|---|---|---|"]
+  for side in sides:
+    s = summary[side]
+    ratio = f"{s['median'] / base:.2f}" if base else ""
+    over = f"{s['median'] / floor:.2f}" if floor else ""
+    lines.append(f"| {side} | {s['config']} | {s['median']:.2f} | "
+                 f"{s['min']:.2f} | {ratio} | {over} |")
+  return "\n".join(lines)
+
+
+def bench(folder):
+  threads = FLAGS.threads or os.cpu_count()
+  generate(folder, FLAGS.num_pairs, FLAGS.height, FLAGS.width)
+  eval_logdir = os.path.join(folder, "eval")
+  warm = {side: _run_side(side, folder, threads, eval_logdir)
+          for side in FLAGS.sides}
+  times = {side: [] for side in FLAGS.sides}
+  for _ in range(FLAGS.repeats):
+    for side in FLAGS.sides:  # A, B, C, D, A, B, ...
+      times[side].append(_run_side(side, folder, threads,
+                                   eval_logdir)["seconds"])
+  csupport = warm.get("cityscapesscripts", {}).get("csupport")
+  summary = {side: {"config": CONFIG[side].format(t=threads, cs=csupport),
+                    "seconds": t, "median": statistics.median(t),
+                    "min": min(t)} for side, t in times.items()}
+  result = {"num_pairs": FLAGS.num_pairs, "size": [FLAGS.height, FLAGS.width],
+            "repeats": FLAGS.repeats, "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(), "sides": summary}
+  if "ours_lib" in warm and "cityscapesscripts" in warm:
+    differences = [abs(a - b) for a, b in zip(
+        warm["ours_lib"]["per_class_iou"],
+        warm["cityscapesscripts"]["per_class_iou"]) if a is not None]
+    result["max_per_class_iou_difference"] = max(differences)
+  return result
+
+
+def main(argv):
+  del argv
+  if FLAGS.worker:
+    print(json.dumps(run_worker(FLAGS.worker, FLAGS.work_dir,
+                                FLAGS.threads)))
+    return
+  if FLAGS.work_dir:
+    result = bench(FLAGS.work_dir)
+  else:
+    with tempfile.TemporaryDirectory() as folder:
+      result = bench(folder)
+  table = _table(result["sides"], FLAGS.sides)
+  header = (f"{result['num_pairs']} pairs of {FLAGS.height}x{FLAGS.width}, "
+            f"{FLAGS.repeats} rounds after a warm-up, {result['cpus']} CPUs, "
+            f"load average {result['load_average'][0]:.1f}; max per-class "
+            "IoU difference ours vs cityscapesscripts "
+            f"{result.get('max_per_class_iou_difference')}")
+  print(header + "\n\n" + table)
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
+    f.write(header + "\n\n" + table + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
