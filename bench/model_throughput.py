@@ -23,11 +23,18 @@ own virtual environments, see `bench/setup_venvs.sh`):
   backbone (ASPP on the stride-32 feature, upsampled 8x to the stride-4
   low-level feature), 21 classes.
 * `garden`: the Model Garden's `seg_deeplabv3plus_pascal` experiment with a
-  dilated ResNet-50 (OS16) instead of its ResNet-101, 21 classes.
+  dilated ResNet-50 (OS16) instead of its ResNet-101, 21 classes; its
+  default head has regular 3x3 convs (about twice our FLOPs), so it is NOT
+  the same work as ours.
+* `garden_resnet_v1_50`, `garden_mobilenet_v2`: the Model Garden configured
+  to our architecture (`garden_configs.same_architecture`: separable ASPP
+  and decoder convs, 48 low-level filters, ReLU): the same-work comparison
+  with `resnet_v1_50` and `mobilenet_v2`.
 
 Usage:
   python bench/model_throughput.py [--size=256] [--batch=2] [--iters=5]
-      [--impls=mobilenet_v2,resnet_v1_50,kerashub,garden]
+      [--impls=mobilenet_v2,resnet_v1_50,kerashub,garden,
+              garden_resnet_v1_50,garden_mobilenet_v2]
 """
 
 import json
@@ -45,8 +52,10 @@ flags.DEFINE_integer("size", 256, "Square input size.")
 flags.DEFINE_integer("batch", 2, "Batch size.")
 flags.DEFINE_integer("iters", 5, "Timed iterations (after 2 warm-up ones).")
 flags.DEFINE_integer("repeats", 3, "Timed runs; the median is reported.")
-flags.DEFINE_list("impls", ["mobilenet_v2", "resnet_v1_50", "kerashub",
-                            "garden"], "Implementations to measure.")
+flags.DEFINE_list("impls", ["mobilenet_v2", "garden_mobilenet_v2",
+                            "resnet_v1_50", "garden_resnet_v1_50",
+                            "kerashub", "garden"],
+                  "Implementations to measure.")
 flags.DEFINE_string("worker", None, "Internal: measure this one and print "
                     "a JSON line.")
 
@@ -59,6 +68,8 @@ PYTHONS = {
     "kerashub": os.path.join(_BENCH, ".venv-kerashub", "bin", "python"),
     "garden": os.path.join(_BENCH, ".venv-garden", "bin", "python"),
 }
+PYTHONS["garden_resnet_v1_50"] = PYTHONS["garden_mobilenet_v2"] = (
+    PYTHONS["garden"])
 
 
 # === Models (imported inside each worker's own environment) ===
@@ -91,8 +102,10 @@ def _build_kerashub(size):
   return model, model.trainable_variables
 
 
-def _build_garden(size):
+def _build_garden(size, variant=None):
+  """The Model Garden's model; with `variant`, configured to our architecture."""
   import tf_keras  # pylint: disable=g-import-not-at-top
+  import garden_configs  # pylint: disable=g-import-not-at-top
   from official.core import exp_factory  # pylint: disable=g-import-not-at-top
   from official.vision import registry_imports  # pylint: disable=g-import-not-at-top,unused-import
   from official.vision.modeling import factory  # pylint: disable=g-import-not-at-top
@@ -101,6 +114,11 @@ def _build_garden(size):
   model_config.num_classes = NUM_CLASSES
   model_config.input_size = [size, size, 3]
   model_config.backbone.dilated_resnet.model_id = 50
+  if variant:
+    model_config.override(dict(
+        garden_configs.same_architecture(variant),
+        norm_activation={"activation": "relu", "use_sync_bn": False}),
+                          is_strict=True)
   model = factory.build_segmentation_model(
       input_specs=tf_keras.layers.InputSpec(shape=[None, size, size, 3]),
       model_config=model_config, l2_regularizer=None)
@@ -202,8 +220,8 @@ def measure(impl, size, batch, iters, repeats):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if impl == "kerashub":
     model, variables = _build_kerashub(size)
-  elif impl == "garden":
-    model, variables = _build_garden(size)
+  elif impl.startswith("garden"):
+    model, variables = _build_garden(size, impl[len("garden_"):] or None)
   else:
     model, variables = _build_ours(impl, size)
   rng = np.random.default_rng(0)
@@ -230,7 +248,7 @@ def measure(impl, size, batch, iters, repeats):
         variable.assign_sub(1e-4 * tf.convert_to_tensor(grad))
     return loss
 
-  if impl == "garden":
+  if impl.startswith("garden"):
     import tf_keras as keras_module  # pylint: disable=g-import-not-at-top
   else:
     import keras as keras_module  # pylint: disable=g-import-not-at-top
@@ -315,6 +333,15 @@ def main(argv):
           f"{r['train_gflop_per_s']:.1f} "
           f"({100 * r['train_gflop_per_s'] / peak:.0f}%) | {peak:.1f} | "
           f"{ratio} |")
+  by_impl = {r["impl"]: r for r in good}
+  for variant in ("mobilenet_v2", "resnet_v1_50"):  # Same-work pairs.
+    ours, garden = by_impl.get(variant), by_impl.get(f"garden_{variant}")
+    if ours and garden:
+      forward, train = (ours[key] / garden[key] for key in (
+          "forward_images_per_s", "train_images_per_s"))
+      print(f"same architecture, {variant}: ours / Model Garden images/s "
+            f"forward {forward:.2f}x, train step {train:.2f}x; GFLOP/img "
+            f"{ours['gflop_per_image']:.2f} vs {garden['gflop_per_image']:.2f}")
 
 
 if __name__ == "__main__":

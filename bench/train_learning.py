@@ -52,6 +52,9 @@ import time
 from absl import app
 from absl import flags
 
+from garden_configs import GARDEN_MODELS  # bench/, the script's folder.
+from garden_configs import same_architecture
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/deeplab_train_learning",
                     "Where the data, the runs and results.json go.")
@@ -80,25 +83,6 @@ OUR_IMPLS = {"ours": [],
 # Ours: --model_variant plus the ASPP rates of the pair.
 OUR_RATES = {"resnet_v1_50": (6, 12, 18), "xception_65": (6, 12, 18),
              "mobilenet_v2": ()}
-
-# The Model Garden's backbone / ASPP / low-level settings for each pair.
-GARDEN_MODELS = {
-    "resnet_v1_50": {
-        "backbone": {"type": "dilated_resnet", "dilated_resnet": {
-            "model_id": 50, "output_stride": 16, "stem_type": "v0",
-            "multigrid": None}},
-        "dilation_rates": [6, 12, 18],
-        "low_level": 2,
-    },
-    "mobilenet_v2": {
-        "backbone": {"type": "mobilenet", "mobilenet": {
-            "model_id": "MobileNetV2", "output_stride": 16,
-            "output_intermediate_endpoints": True}},
-        "dilation_rates": [],
-        "low_level": "2/depthwise",
-    },
-}
-
 
 def build_data(work_dir: str) -> str:
   """Writes the demo TFRecords once; returns their folder."""
@@ -134,7 +118,6 @@ def our_command(impl: str, variant: str, tfrecord_dir: str,
 
 def garden_params(variant: str, tfrecord_dir: str) -> dict:
   """The Model Garden's params override for the shared configuration."""
-  model = GARDEN_MODELS[variant]
   # The parser scales the image to fit the output size, then jitters.
   fit = FLAGS.crop / IMAGE_SIZE
   return {
@@ -144,15 +127,7 @@ def garden_params(variant: str, tfrecord_dir: str) -> dict:
           "init_checkpoint": "", "init_checkpoint_modules": "",
           "model": {
               "num_classes": NUM_CLASSES, "input_size": [None, None, 3],
-              "backbone": model["backbone"],
-              "decoder": {"type": "aspp", "aspp": {
-                  "level": 4, "dilation_rates": model["dilation_rates"],
-                  "dropout_rate": 0.1, "use_depthwise_convolution": True}},
-              "head": {"level": 4, "num_convs": 2, "num_filters": 256,
-                       "feature_fusion": "deeplabv3plus",
-                       "low_level": model["low_level"],
-                       "low_level_num_filters": 48,
-                       "use_depthwise_convolution": True},
+              **same_architecture(variant),
               "norm_activation": {"activation": "relu",
                                   "norm_momentum": BN_MOMENTUM,
                                   "norm_epsilon": 1e-3,
