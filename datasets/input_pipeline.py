@@ -14,6 +14,11 @@ Training shuffles, repeats forever and drops the last partial batch (the
 batch dimension is static). Evaluation reads the shards once, in file order,
 and keeps the last partial batch.
 
+When training preprocessing is scale/crop/flip only, the crop window is
+drawn first and only the pixels under it are decoded and resampled
+(`crop_window`, the same result as `preprocess`); shards are read by a
+parallel interleave and every stage is autotuned.
+
 Example:
   config = DataConfig(dataset="demo", dataset_dir="/data/demo/tfrecord",
                       split="train", batch_size=16, crop_size=(128, 128))
@@ -26,6 +31,7 @@ import tensorflow as tf
 
 from deeplab.core.config import AugmentParams
 from deeplab.core.config import DataConfig
+from deeplab.datasets import crop_window
 from deeplab.datasets import data_descriptors
 from deeplab.datasets import preprocess
 from deeplab.datasets import tfrecord_io
@@ -98,7 +104,9 @@ def make_dataset(
     dataset = dataset.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
 
-  dataset = dataset.map(tfrecord_io.parse_example,
+  window_first = crop_window.applies(config, augment_params)
+  dataset = dataset.map(crop_window.parse_encoded if window_first
+                        else tfrecord_io.parse_example,
                         num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=config.deterministic or not training)
   if config.cache:
@@ -111,6 +119,15 @@ def make_dataset(
     # parallel map when `deterministic`; random otherwise.
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     dataset = tf.data.Dataset.zip((dataset, seeds))
+
+  def _prepare_window_first(example, example_seed):
+    image, label, shape = crop_window.scale_crop_flip(
+        example, crop_height, crop_width, config.min_scale_factor,
+        config.max_scale_factor, config.scale_factor_step_size,
+        ignore_label, config.flip, example_seed)
+    features = {"image": image, "height": shape[0], "width": shape[1],
+                "filename": example["filename"]}
+    return features, tf.squeeze(label, axis=-1)
 
   def _prepare(example, example_seed=None):
     image, label = preprocess.preprocess_image_and_label(
@@ -135,7 +152,8 @@ def make_dataset(
     }
     return features, tf.squeeze(label, axis=-1)
 
-  dataset = dataset.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE,
+  dataset = dataset.map(_prepare_window_first if window_first else _prepare,
+                        num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=config.deterministic or not training)
   dataset = dataset.batch(batch_size, drop_remainder=training)
   dataset = dataset.prefetch(tf.data.AUTOTUNE)
