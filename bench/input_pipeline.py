@@ -6,7 +6,13 @@ the same augmentation: random scale in [0.5, 2.0], pad, random crop and
 left-right flip. Images/s are timed over `--num_batches` batches after
 `--warmup_batches`.
 
-  ours    deeplab.datasets.input_pipeline.make_dataset (this venv)
+  ours    deeplab.datasets.input_pipeline.make_dataset (this venv): the
+          crop window is drawn first and only what survives it is decoded
+          and resampled (datasets/crop_window.py)
+  ours_full  the same with the full-image path (decode, scale the whole
+          image, pad, crop: datasets/preprocess.py), the same output
+  ceiling the same reading (interleave/shuffle/repeat/batch) with decoding
+          only: no scale, crop or flip; what the machine can feed at best
   garden  official.vision.dataloaders.segmentation_input Decoder + Parser
           (output_size 513x513, aug_scale 0.5-2.0, aug_rand_hflip), read
           with the same interleave/shuffle/map/batch/prefetch structure as
@@ -15,12 +21,14 @@ left-right flip. Images/s are timed over `--num_batches` batches after
 
 `--impl=both` (default) builds the TFRecords if needed (demo dataset,
 `--num_images` of `--image_size`^2, about VOC's pixel count at 448), runs
-each pipeline in its own subprocess, alternating, `--repeats` times, and
-prints the medians, their ratio, and the ratio within each back-to-back
-pair (the steadier figure on a shared machine).
+each of `--sides` in its own subprocess, alternating (A, B, C, D, A, ...),
+`--repeats` times, and prints the medians and, within each round, every
+side's rate relative to the Model Garden and to the decode-only ceiling
+(the steadier figures on a shared machine).
 
 Usage:
-  .venv/bin/python bench/input_pipeline.py [--repeats=3]
+  .venv/bin/python bench/input_pipeline.py [--repeats=5]
+      [--sides=ours,ours_full,ceiling,garden]
 """
 
 import os
@@ -33,8 +41,11 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("impl", "both", ["both", "ours", "garden"],
+flags.DEFINE_enum("impl", "both",
+                  ["both", "ours", "ours_full", "ceiling", "garden"],
                   "Which pipeline to time.")
+flags.DEFINE_list("sides", ["ours", "ours_full", "ceiling", "garden"],
+                  "Pipelines timed in alternation (impl=both).")
 flags.DEFINE_string("tfrecord_dir", "/tmp/deeplab_bench_input/tfrecord",
                     "TFRecords to read (built from the demo if missing).")
 flags.DEFINE_integer("num_images", 256, "Demo images to build.")
@@ -63,9 +74,12 @@ def _time(dataset) -> float:
   return FLAGS.num_batches * FLAGS.batch_size / (time.perf_counter() - start)
 
 
-def run_ours() -> float:
+def run_ours(full_image: bool = False) -> float:
   from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
+  from deeplab.datasets import crop_window  # pylint: disable=g-import-not-at-top
   from deeplab.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
+  if full_image:
+    crop_window.applies = lambda *args: False
   config = config_lib.DataConfig(
       dataset="demo", dataset_dir=FLAGS.tfrecord_dir, split="train",
       batch_size=FLAGS.batch_size,
@@ -73,6 +87,24 @@ def run_ours() -> float:
       max_scale_factor=2.0, scale_factor_step_size=0.25,
       shuffle_buffer=_SHUFFLE)
   return _time(input_pipeline.make_dataset(config))
+
+
+def run_ceiling() -> float:
+  """Decoding alone, read like the pipelines (images all one size)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
+  files = tfrecord_io.list_shards(FLAGS.tfrecord_dir, "train")
+  dataset = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files))
+  dataset = dataset.interleave(
+      tf.data.TFRecordDataset, cycle_length=min(len(files), _CYCLE_LENGTH),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  dataset = dataset.shuffle(_SHUFFLE).repeat()
+  dataset = dataset.map(
+      lambda r: (lambda e: (e["image"], e["label"]))(
+          tfrecord_io.parse_example(r)),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  dataset = dataset.batch(FLAGS.batch_size, drop_remainder=True)
+  return _time(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def run_garden() -> float:
@@ -125,31 +157,37 @@ def _subprocess_rate(python: str, impl: str) -> float:
 
 def main(argv):
   del argv
-  if FLAGS.impl == "ours":
-    print(f"ours {run_ours():.1f} images/s")
-    return
-  if FLAGS.impl == "garden":
-    print(f"garden {run_garden():.1f} images/s")
+  runs = {"ours": run_ours, "ours_full": lambda: run_ours(full_image=True),
+          "ceiling": run_ceiling, "garden": run_garden}
+  if FLAGS.impl != "both":
+    print(f"{FLAGS.impl} {runs[FLAGS.impl]():.1f} images/s")
     return
   _ensure_tfrecords()
-  if not os.path.exists(FLAGS.garden_python):
+  if "garden" in FLAGS.sides and not os.path.exists(FLAGS.garden_python):
     raise FileNotFoundError(f"{FLAGS.garden_python} not found; run "
-                            "bash bench/setup_venvs.sh")
-  rates = {"ours": [], "garden": []}
+                            "bash bench/setup_venvs.sh (or drop garden "
+                            "from --sides)")
+  rates = {side: [] for side in FLAGS.sides}
   for _ in range(FLAGS.repeats):
-    rates["ours"].append(_subprocess_rate(sys.executable, "ours"))
-    rates["garden"].append(_subprocess_rate(FLAGS.garden_python, "garden"))
-  ours = statistics.median(rates["ours"])
-  garden = statistics.median(rates["garden"])
+    for side in FLAGS.sides:  # Alternating: A, B, C, D, A, B, ...
+      python = FLAGS.garden_python if side == "garden" else sys.executable
+      rates[side].append(_subprocess_rate(python, side))
   print(f"{os.cpu_count()} CPUs, batch {FLAGS.batch_size}, crop "
-        f"{FLAGS.crop_size}, {FLAGS.num_batches} timed batches")
+        f"{FLAGS.crop_size}, {FLAGS.num_batches} timed batches, "
+        f"{FLAGS.repeats} rounds")
   for name, values in rates.items():
     print(f"{name}: median {statistics.median(values):.1f} images/s "
           f"({', '.join(f'{v:.1f}' for v in values)})")
-  pair_ratios = [o / g for o, g in zip(rates["ours"], rates["garden"])]
-  print(f"ratio ours/garden: {ours / garden:.2f} (medians); per "
-        f"alternating pair: {', '.join(f'{r:.2f}' for r in pair_ratios)}, "
-        f"median {statistics.median(pair_ratios):.2f}")
+  for reference in ("garden", "ceiling"):
+    if reference not in rates:
+      continue
+    for side in rates:
+      if side == reference:
+        continue
+      ratios = [a / b for a, b in zip(rates[side], rates[reference])]
+      print(f"{side} / {reference} per round: "
+            f"{', '.join(f'{r:.2f}' for r in ratios)}, median "
+            f"{statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
