@@ -100,6 +100,10 @@ flags.DEFINE_string("ground_truth_dir", None,
                     "(Cityscapes: *_gtFine_labelIds.png, searched "
                     "recursively). Default: the --eval_split TFRecords of "
                     "--dataset_dir.")
+flags.DEFINE_boolean("predictions_are_train_ids", False,
+                     "With --predictions_dir and --dataset=cityscapes: the "
+                     "PNGs hold trainIds (as --save_predictions writes "
+                     "them), not cityscapesscripts' labelIds.")
 flags.DEFINE_integer("eval_threads", 0,
                      "With --predictions_dir: PNG decode threads (0: one "
                      "per CPU).")
@@ -217,7 +221,8 @@ def score_predictions_dir():
       FLAGS.predictions_dir, descriptor,
       ground_truth_dir=FLAGS.ground_truth_dir,
       dataset_dir=FLAGS.dataset_dir, split=FLAGS.eval_split,
-      num_threads=FLAGS.eval_threads)
+      num_threads=FLAGS.eval_threads,
+      predictions_are_train_ids=FLAGS.predictions_are_train_ids)
   path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names)
   print(f"miou={results['miou']:.4f} num_images={results['num_images']} "
         f"metrics={path}")

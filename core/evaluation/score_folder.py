@@ -12,10 +12,16 @@ Ground truth is a folder of PNGs or a split of our TFRecords. Two layouts:
   cityscapesscripts' table; a predicted labelId that is not evaluated
   (e.g. 0, `unlabeled`) misses its pixel's class and is a false positive of
   none, exactly as cityscapesscripts scores it.
+  Predictions in trainIds (what `evaluate.py --save_predictions` writes)
+  need `predictions_are_train_ids`: trainIds 0..18 are valid labelIds too,
+  so they cannot be told apart.
 * `index` (VOC, ADE20K, custom): predictions and ground truth are
   single-channel index PNGs (palette or greyscale; RGB colour PNGs of the
   dataset's colormap are mapped back) of the same file stem; ground-truth
   pixels equal to the ignore label are not scored.
+
+Prediction files named `*_overlay.png` (the overlays `--save_predictions`
+writes beside its PNGs) are not predictions and are passed over.
 
 Every ground-truth file needs exactly one prediction and every prediction
 a ground truth; anything else is an error naming the files, never a skip.
@@ -58,6 +64,7 @@ _NOT_SCORED = -1  # A ground-truth value left out of the metrics.
 _GT_SUFFIX = "_gtFine_labelIds.png"
 _CITYSCAPES_NAME = re.compile(r"^([^_]+_\d+_\d+)(?:_.*)?\.png$")
 _INDEX_MODES = ("L", "P", "1")
+_OVERLAY_SUFFIX = "_overlay.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +84,8 @@ def layout_for(dataset_name: str) -> str:
 # === Value tables ===
 
 
-def _cityscapes_tables(num_classes: int, ground_truth_are_label_ids: bool):
+def _cityscapes_tables(num_classes: int, ground_truth_are_label_ids: bool,
+                       predictions_are_train_ids: bool):
   from deeplab.datasets import build_cityscapes_data  # pylint: disable=g-import-not-at-top
   from cityscapesscripts.helpers import labels as cs_labels  # pylint: disable=g-import-not-at-top
   to_train = build_cityscapes_data.label_id_to_train_id().astype(np.int64)
@@ -86,6 +94,9 @@ def _cityscapes_tables(num_classes: int, ground_truth_are_label_ids: bool):
   scored = known & (to_train < num_classes)
   predictions = np.where(scored, to_train,
                          np.where(known, num_classes, _INVALID))
+  if predictions_are_train_ids:  # 255: predicted void, a miss.
+    predictions = _index_table(num_classes, None)
+    predictions[build_cityscapes_data.IGNORE_LABEL] = num_classes
   if ground_truth_are_label_ids:
     labels = np.where(scored, to_train,
                       np.where(known, _NOT_SCORED, _INVALID))
@@ -103,10 +114,12 @@ def _index_table(num_classes: int, ignore_label: Optional[int]) -> np.ndarray:
 
 
 def value_tables(layout: str, num_classes: int, ignore_label: int,
-                 ground_truth_are_label_ids: bool):
+                 ground_truth_are_label_ids: bool,
+                 predictions_are_train_ids: bool = False):
   """(label_classes, prediction_classes) [256] for `confusion_from_joint`."""
   if layout == CITYSCAPES:
-    return _cityscapes_tables(num_classes, ground_truth_are_label_ids)
+    return _cityscapes_tables(num_classes, ground_truth_are_label_ids,
+                              predictions_are_train_ids)
   return _index_table(num_classes, ignore_label), _index_table(num_classes,
                                                                None)
 
@@ -146,6 +159,8 @@ def index_predictions(predictions_dir: str, layout: str) -> Dict[str, str]:
   """
   found = {}
   for path in _walk_pngs(predictions_dir, "predictions_dir"):
+    if path.endswith(_OVERLAY_SUFFIX):
+      continue  # evaluate.py --save_predictions' overlays, not predictions.
     key = prediction_key(path, layout)
     if key is None:
       raise ValueError(f"Prediction {path} is not named "
@@ -285,24 +300,30 @@ class Scoring:
   num_classes: int
   label_classes: np.ndarray  # [256] class, _NOT_SCORED or _INVALID.
   prediction_classes: np.ndarray  # [256] class, num_classes or _INVALID.
+  label_values: str  # What the ground truth holds, for errors.
+  prediction_values: str  # What the predictions hold, for errors.
   colormap: Optional[np.ndarray] = None  # RGB PNGs (index layout only).
 
-  def expected(self, ground_truth: bool) -> str:
-    if self.layout == CITYSCAPES:
-      return "labelIds of cityscapesscripts' table" + (
-          "" if ground_truth else " (0..33)")
-    return f"class ids below {self.num_classes}" + (
-        " or the ignore label" if ground_truth else "")
 
-
-def scoring_for(descriptor, ground_truth_are_label_ids: bool) -> Scoring:
+def scoring_for(descriptor, ground_truth_are_label_ids: bool,
+                predictions_are_train_ids: bool = False) -> Scoring:
   """The `Scoring` of a dataset (`cityscapes`: Cityscapes layout)."""
   layout = layout_for(descriptor.name)
-  labels, predictions = value_tables(layout, descriptor.num_classes,
+  num_classes = descriptor.num_classes
+  labels, predictions = value_tables(layout, num_classes,
                                      descriptor.ignore_label,
-                                     ground_truth_are_label_ids)
-  return Scoring(layout, descriptor.num_classes, labels, predictions,
-                 descriptor.colormap if layout == INDEX else None)
+                                     ground_truth_are_label_ids,
+                                     predictions_are_train_ids)
+  ids = f"class ids below {num_classes}"
+  if layout == CITYSCAPES:
+    label_ids = "labelIds 0..33" if ground_truth_are_label_ids else (
+        f"trainIds below {num_classes} or 255")
+    return Scoring(layout, num_classes, labels, predictions, label_ids,
+                   f"trainIds below {num_classes} or 255"
+                   if predictions_are_train_ids else "labelIds 0..33")
+  return Scoring(layout, num_classes, labels, predictions,
+                 f"{ids} or the ignore label {descriptor.ignore_label}", ids,
+                 descriptor.colormap)
 
 
 def _check_values(counts: np.ndarray, table: np.ndarray, name: str,
@@ -324,9 +345,9 @@ def count_pair(pair: Pair, scoring: Scoring) -> np.ndarray:
                      f"{truth.shape}.")
   joint = metrics_lib.joint_histogram(truth, prediction)
   _check_values(joint.sum(axis=1), scoring.label_classes,
-                pair.ground_truth_name, scoring.expected(ground_truth=True))
+                pair.ground_truth_name, scoring.label_values)
   _check_values(joint.sum(axis=0), scoring.prediction_classes,
-                pair.prediction, scoring.expected(ground_truth=False))
+                pair.prediction, scoring.prediction_values)
   return joint
 
 
@@ -373,7 +394,8 @@ def score_predictions(predictions_dir: str, descriptor,
                       ground_truth_dir: Optional[str] = None,
                       dataset_dir: Optional[str] = None,
                       split: Optional[str] = None,
-                      num_threads: int = 0) -> dict:
+                      num_threads: int = 0,
+                      predictions_are_train_ids: bool = False) -> dict:
   """Scores every prediction PNG of a folder; see the module docstring.
 
   Args:
@@ -384,6 +406,9 @@ def score_predictions(predictions_dir: str, descriptor,
     dataset_dir: Folder of TFRecords whose `split` is the ground truth.
     split: Split name, with `dataset_dir`.
     num_threads: Decode threads (0: one per CPU).
+    predictions_are_train_ids: Cityscapes only: the predictions hold
+      trainIds (0..18, 255 void), as `evaluate.py --save_predictions`
+      writes them, not cityscapesscripts' labelIds.
 
   Returns:
     `metrics_from_confusion_matrix` plus `num_images`, `confusion_matrix`
@@ -392,7 +417,8 @@ def score_predictions(predictions_dir: str, descriptor,
     `ground_truth`.
   """
   scoring = scoring_for(descriptor,
-                        ground_truth_are_label_ids=bool(ground_truth_dir))
+                        ground_truth_are_label_ids=bool(ground_truth_dir),
+                        predictions_are_train_ids=predictions_are_train_ids)
   layout, num_classes = scoring.layout, scoring.num_classes
   if ground_truth_dir:
     pairs = pairs_from_folders(predictions_dir, ground_truth_dir, layout)

@@ -141,6 +141,24 @@ def test_voc_palette_folder_matches_device_confusion_matrix(tmp_path):
       expected)["miou"]
 
 
+def test_train_id_predictions_and_overlays(cityscapes_folders, tmp_path):
+  gt_dir, pred_dir, _ = cityscapes_folders
+  to_train = build_cityscapes_data.label_id_to_train_id()
+  train_dir = tmp_path / "train_ids"
+  for path in pred_dir.rglob("*.png"):
+    stem = path.name[:-len("_leftImg8bit.png")]
+    # Named as --save_predictions names them, with its overlays beside.
+    _save(train_dir / f"{stem}.png", to_train[np.array(Image.open(path))])
+    Image.new("RGB", (256, 128)).save(train_dir / f"{stem}_overlay.png")
+  from_train_ids = score_folder.score_predictions(
+      str(train_dir), CITYSCAPES, ground_truth_dir=str(gt_dir),
+      predictions_are_train_ids=True)
+  from_label_ids = score_folder.score_predictions(
+      str(pred_dir), CITYSCAPES, ground_truth_dir=str(gt_dir))
+  for key in ("confusion_matrix", "unscored_predictions", "miou"):
+    assert from_train_ids[key] == from_label_ids[key], key
+
+
 @pytest.mark.parametrize("case, needle", [
     ("missing", "have no prediction"),
     ("extra", "have no ground truth"),
