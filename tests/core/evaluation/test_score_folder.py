@@ -211,3 +211,23 @@ def test_evaluate_app_scores_a_folder(cityscapes_folders, tmp_path):
   assert written["miou"] == pytest.approx(ours["miou"], abs=1e-12)
   assert written["class_names"][0] == "road"
   assert os.path.isfile(tmp_path / "eval" / "confusion_matrix.png")
+
+
+def test_accumulate_streams_with_bounded_work_in_flight():
+  pulled, counted, backlog = [0], [0], []
+
+  def pairs():
+    for index in range(40):
+      pulled[0] += 1
+      yield index
+
+  def count(index):
+    backlog.append(pulled[0] - counted[0])
+    counted[0] += 1
+    joint = np.zeros((256, 256), np.int64)
+    joint[index % 3, 0] = 1
+    return joint
+
+  joint, total = score_folder.accumulate(pairs(), count, num_threads=2)
+  assert total == 40 and joint[:3, 0].tolist() == [14, 13, 13]
+  assert max(backlog) <= 4  # 2 x num_threads, however many pairs.
