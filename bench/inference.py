@@ -90,13 +90,13 @@ def bench_variant(name, size, iters, folder):
   onnx_path = onnx_export.write_onnx(model, os.path.join(folder,
                                                          f"{name}.onnx"))
   print(f"{name}: exported in {time.time() - start:.0f}s", flush=True)
-  predictors = {
+  by_format = {
       "saved_model": predictors.SavedModelPredictor(version),
       "tflite_fp32": predictors.TFLitePredictor(fp32),
       "tflite_int8": predictors.TFLitePredictor(int8),
       "onnxruntime": predictors.OnnxPredictor(onnx_path),
   }
-  for label, predictor in predictors.items():
+  for label, predictor in by_format.items():
     results[label] = _time(lambda p=predictor: p(image), iters)
     results[label]["size_mb"] = (
         os.path.getsize({"tflite_fp32": fp32, "tflite_int8": int8,
