@@ -13,9 +13,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import model_variants
 from deeplab.core.modeling.heads import aspp
+from deeplab.core.training import factory
 from deeplab.datasets import data_descriptors
 
 FLAGS = flags.FLAGS
@@ -95,6 +97,11 @@ flags.DEFINE_string("backbone_initializer", "",
                     "keeps the official one. Loaded weights replace it.")
 flags.DEFINE_integer("num_classes", None,
                      "Number of classes; defaults to the dataset's.")
+flags.DEFINE_boolean("override_model_config", False,
+                     "Let model flags given on the command line replace the "
+                     "model_config.json saved beside the checkpoint (each "
+                     "replaced value is logged as a warning). Without it, a "
+                     "contradicting model flag is an error.")
 
 # === Data flags ===
 
@@ -172,7 +179,9 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
       decoder_use_separable_conv=FLAGS.decoder_use_separable_conv,
       add_image_level_feature=FLAGS.add_image_level_feature,
       batch_norm_momentum=FLAGS.batch_norm_decay,
-      weight_decay=FLAGS.weight_decay,
+      # Official: 4e-5, and 1e-4 for ResNet backbones, unless given.
+      weight_decay=(FLAGS.weight_decay if FLAGS["weight_decay"].present
+                    else factory.default_weight_decay(FLAGS.model_variant)),
       multi_grid=tuple(FLAGS.multi_grid) if FLAGS.multi_grid else None,
       head=FLAGS.head,
       aspp_filters=FLAGS.aspp_convs_filters,
@@ -196,6 +205,66 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
       boundary_refinement=FLAGS.boundary_refinement,
       backbone_initializer=_backbone_initializer_from_flag(),
   )
+
+
+# ModelConfig fields set by no model flag (the aux head follows train.py's
+# --aux_loss_weight; sync_batch_norm the number of replicas).
+_NO_MODEL_FLAG = ("low_level_filters", "aspp_dropout_rate",
+                  "batch_norm_epsilon", "sync_batch_norm", "aux_head", "aux_head_filters",
+                  "aux_head_dropout_rate", "num_classes")
+
+
+def explicit_model_flags() -> dict:
+  """ModelConfig field -> flag name, for the model flags given explicitly
+  on the command line (`--num_classes` included)."""
+  explicit = {}
+  for field in dataclasses.fields(config_lib.ModelConfig):
+    flag = config_lib.ModelConfig.flag_name(field.name)
+    if (field.name not in _NO_MODEL_FLAG and flag in FLAGS and
+        FLAGS[flag].present):
+      explicit[field.name] = flag
+  if FLAGS["num_classes"].present:
+    explicit["num_classes"] = "num_classes"
+  return explicit
+
+
+def model_config_for_checkpoint(path: str, num_classes: int,
+                                flag_name: str) -> config_lib.ModelConfig:
+  """The model of a checkpoint: its saved `model_config.json`, checked
+  against the model flags; the model flags alone for a checkpoint saved
+  before model configs were (as before).
+
+  Args:
+    path: The checkpoint prefix, train_logdir or import output.
+    num_classes: The dataset's number of classes.
+    flag_name: The flag that gave `path`, for messages.
+
+  Raises:
+    ValueError: naming the flag and both values, when an explicit model
+      flag (or --dataset's number of classes) contradicts the saved config
+      and --override_model_config is not given.
+  """
+  given = model_config_from_flags(num_classes)
+  saved = checkpoints.read_model_config(path)
+  if saved is None:
+    logging.info("%s has no %s: the model is built from the model flags.",
+                 path, checkpoints.MODEL_CONFIG_FILE)
+    return given
+  explicit = explicit_model_flags()
+  dataset_contradicts = ("num_classes" not in explicit and
+                         FLAGS["dataset"].present and
+                         num_classes != saved.num_classes)
+  if dataset_contradicts and FLAGS.override_model_config:
+    explicit["num_classes"] = "num_classes"  # The dataset's, logged below.
+  elif dataset_contradicts:
+    raise ValueError(
+        f"--dataset={FLAGS.dataset} has {num_classes} classes, but the model "
+        f"config of --{flag_name} {path} has num_classes={saved.num_classes}. "
+        "Pass the dataset it was trained on, or --override_model_config.")
+  logging.info("Model config read from %s.", checkpoints.model_config_path(path))
+  return checkpoints.merge_model_config(
+      saved, given, explicit, FLAGS.override_model_config,
+      source=f"--{flag_name} {path}")
 
 
 def _backbone_initializer_from_flag() -> str:

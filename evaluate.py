@@ -6,7 +6,10 @@ all from one confusion matrix accumulated on device. Writes to
 `per_class_iou.png`, and TensorBoard summaries for checkpoints.
 
 * `--checkpoint_dir` alone: batched evaluation of checkpoints (official
-  `eval.py`), optionally watching for new ones.
+  `eval.py`), optionally watching for new ones. The network is built from
+  the `model_config.json` saved beside them (no model flag needed; a
+  contradicting one is an error unless --override_model_config), or from
+  the model flags for checkpoints saved without one.
 * `--model_path` (repeatable): exported models (SavedModel folder, frozen
   graph `.pb`, `.tflite`, `.onnx`), each run on every image at full size;
   with several models (and a checkpoint), their figures are reported side
@@ -43,14 +46,16 @@ from absl import logging
 import tensorflow as tf
 
 from deeplab import common_flags
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core import io_utils
 from deeplab.core.evaluation import eval_loop
+from deeplab.core.evaluation import model_eval
 from deeplab.core.evaluation import score_folder
 from deeplab.core.evaluation import visualization
 from deeplab.core.export import predictors
+from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import multiscale
-from deeplab.core.training import factory
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 
@@ -167,34 +172,52 @@ def _unique_name(name: str, taken) -> str:
   return candidate
 
 
-def evaluate_per_image(descriptor, model_config, scales):
+def build_checkpoint_model(descriptor):
+  """Builds the model of --checkpoint_dir: its model_config.json (checked
+  against the model flags given), or the model flags for checkpoints saved
+  without one. Evaluation scores the main logits: no auxiliary head.
+
+  Returns:
+    (model, model_config); the weights are restored by the caller.
+  """
+  model_config = common_flags.model_config_for_checkpoint(
+      FLAGS.checkpoint_dir, descriptor.num_classes, "checkpoint_dir")
+  model_config = checkpoints.inference_model_config(model_config)
+  return deeplab_model.build_deeplab_model(model_config), model_config
+
+
+def evaluate_per_image(descriptor, scales):
   """Runs the checkpoint (if any) and every --model_path image by image.
 
   Returns:
     {name: results}, the checkpoint first.
   """
-  predictors = []
+  sources = []
+  num_classes = descriptor.num_classes
   if FLAGS.checkpoint_dir:
-    runner = factory.make_runner(model_config, FLAGS.checkpoint_dir,
-                                    descriptor.ignore_label)
-    checkpoint = runner.restore_model(FLAGS.checkpoint_dir)
-    predictors.append((predictors.KerasPredictor(
-        runner.model, scales, FLAGS.add_flipped_images), checkpoint))
+    model, model_config = build_checkpoint_model(descriptor)
+    checkpoint = checkpoints.restore_model(model, FLAGS.checkpoint_dir,
+                                           "checkpoint_dir")
+    num_classes = model_config.num_classes
+    sources.append((predictors.KerasPredictor(
+        model, scales, FLAGS.add_flipped_images), checkpoint))
+  elif FLAGS.num_classes:
+    num_classes = FLAGS.num_classes
   for path in FLAGS.model_path or ():
-    predictors.append((predictors.load_predictor(path), path))
+    sources.append((predictors.load_predictor(path), path))
   formats = {}
-  for predictor, source in predictors:
+  for predictor, source in sources:
     name = _unique_name(predictor.name, formats)
     first = not formats
     vis_dir = None
     if FLAGS.save_predictions:
       vis_dir = os.path.join(FLAGS.eval_logdir, "predictions",
-                             *(() if len(predictors) == 1 else (name,)))
+                             *(() if len(sources) == 1 else (name,)))
     results = eval_loop.evaluate_predictor(
         predictor,
         eval_loop.iter_examples(FLAGS.dataset_dir, FLAGS.eval_split,
-                                  FLAGS.num_eval_images or None),
-        num_classes=model_config.num_classes,
+                                FLAGS.num_eval_images or None),
+        num_classes=num_classes,
         ignore_label=descriptor.ignore_label,
         vis_dir=vis_dir, colormap=descriptor.colormap,
         cityscapes_results_dir=FLAGS.cityscapes_results_dir if first else None,
@@ -228,6 +251,65 @@ def score_predictions_dir():
         f"metrics={path}")
 
 
+def _eval_input_fn(descriptor):
+  """The batched eval input of the flags (full images without a crop)."""
+  full_image = not FLAGS.eval_crop_size
+  data_config = config_lib.DataConfig(
+      dataset=FLAGS.dataset,
+      ignore_label=descriptor.ignore_label,
+      dataset_dir=FLAGS.dataset_dir,
+      split=FLAGS.eval_split,
+      batch_size=1 if full_image else FLAGS.eval_batch_size,
+      crop_size=(0, 0) if full_image else common_flags.crop_size_from_flag(
+          FLAGS.eval_crop_size, "eval_crop_size"),
+      min_resize_value=FLAGS.min_resize_value,
+      max_resize_value=FLAGS.max_resize_value,
+      is_training=False)
+  return (eval_loop.full_image_input_fn(data_config) if full_image
+          else input_pipeline.make_input_fn(data_config))
+
+
+def _next_checkpoint(evaluated):
+  """The checkpoint to evaluate next, or None while there is no new one."""
+  path = FLAGS.checkpoint_dir
+  checkpoint = (checkpoints.latest_checkpoint(path)
+                if tf.io.gfile.isdir(path) else path)
+  if checkpoint is None and FLAGS.max_number_of_evaluations == 1:
+    checkpoints.resolve_checkpoint(path, "checkpoint_dir")  # A clear error.
+  return None if checkpoint in evaluated else checkpoint
+
+
+def evaluate_checkpoints(descriptor, scales):
+  """Batched evaluation of --checkpoint_dir (official eval.py), watching
+  for new checkpoints unless --max_number_of_evaluations=1."""
+  input_fn = _eval_input_fn(descriptor)
+  evaluated, evaluator = set(), None
+  while True:
+    checkpoint = _next_checkpoint(evaluated)
+    if checkpoint is None:
+      time.sleep(FLAGS.eval_interval_secs)
+      continue
+    if evaluator is None:
+      model, model_config = build_checkpoint_model(descriptor)
+      evaluator = model_eval.ModelEvaluator(
+          model, model_config.num_classes, descriptor.ignore_label,
+          colormap=descriptor.colormap)
+    checkpoint = checkpoints.restore_model(evaluator.model, checkpoint,
+                                           "checkpoint_dir")
+    results = evaluator.evaluate(input_fn, scales, FLAGS.add_flipped_images)
+    step = checkpoints.step_of_checkpoint(checkpoint)
+    results.update(global_step=step, checkpoint_path=checkpoint)
+    evaluator.write_summaries(FLAGS.eval_logdir, results, step)
+    evaluated.add(checkpoint)
+    path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names)
+    logging.info("mIoU %.4f on %d images (step %d); wrote %s",
+                 results["miou"], results["num_images"], step, path)
+    print(f"miou={results['miou']:.4f} num_images={results['num_images']} "
+          f"metrics={path}")
+    if 0 < FLAGS.max_number_of_evaluations <= len(evaluated):
+      return
+
+
 def main(argv):
   del argv
   if FLAGS.predictions_dir:
@@ -245,59 +327,17 @@ def main(argv):
                     "--checkpoint_dir only; exported models use the "
                     "--inference_scales they were exported with.")
   descriptor = common_flags.dataset_descriptor_from_flags()
-  model_config = common_flags.model_config_from_flags(descriptor.num_classes)
   tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.eval_split)
-  full_image = not FLAGS.eval_crop_size
-
-  if (FLAGS.model_path or FLAGS.save_predictions or
-      FLAGS.cityscapes_results_dir or FLAGS.num_eval_images):
-    formats = evaluate_per_image(descriptor, model_config, scales)
-    primary = next(iter(formats.values()))
-    path = write_metrics(FLAGS.eval_logdir, primary, descriptor.class_names,
-                         formats if len(formats) > 1 else None)
-    print(format_table(formats))
-    print(f"metrics={path}")
+  if not (FLAGS.model_path or FLAGS.save_predictions or
+          FLAGS.cityscapes_results_dir or FLAGS.num_eval_images):
+    evaluate_checkpoints(descriptor, scales)
     return
-
-  data_config = config_lib.DataConfig(
-      dataset=FLAGS.dataset,
-      ignore_label=descriptor.ignore_label,
-      dataset_dir=FLAGS.dataset_dir,
-      split=FLAGS.eval_split,
-      batch_size=1 if full_image else FLAGS.eval_batch_size,
-      crop_size=(0, 0) if full_image else common_flags.crop_size_from_flag(
-          FLAGS.eval_crop_size, "eval_crop_size"),
-      min_resize_value=FLAGS.min_resize_value,
-      max_resize_value=FLAGS.max_resize_value,
-      is_training=False)
-  runner = factory.make_runner(model_config, FLAGS.checkpoint_dir,
-                                  descriptor.ignore_label,
-                                  colormap=descriptor.colormap)
-  input_fn = (eval_loop.full_image_input_fn(data_config) if full_image
-              else input_pipeline.make_input_fn(data_config))
-  evaluated = set()
-  while True:
-    checkpoint = (tf.train.latest_checkpoint(FLAGS.checkpoint_dir)
-                  if tf.io.gfile.isdir(FLAGS.checkpoint_dir)
-                  else FLAGS.checkpoint_dir)
-    if checkpoint is None or checkpoint in evaluated:
-      if checkpoint is None and FLAGS.max_number_of_evaluations == 1:
-        runner.restore_model(FLAGS.checkpoint_dir)  # Raises a clear error.
-      time.sleep(FLAGS.eval_interval_secs)
-      continue
-    results = runner.evaluate(input_fn, checkpoint,
-                              eval_dir=FLAGS.eval_logdir,
-                              eval_scales=scales,
-                              add_flipped_images=FLAGS.add_flipped_images)
-    evaluated.add(checkpoint)
-    path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names)
-    logging.info("mIoU %.4f on %d images (step %d); wrote %s",
-                 results["miou"], results["num_images"],
-                 results["global_step"], path)
-    print(f"miou={results['miou']:.4f} num_images={results['num_images']} "
-          f"metrics={path}")
-    if 0 < FLAGS.max_number_of_evaluations <= len(evaluated):
-      return
+  formats = evaluate_per_image(descriptor, scales)
+  primary = next(iter(formats.values()))
+  path = write_metrics(FLAGS.eval_logdir, primary, descriptor.class_names,
+                       formats if len(formats) > 1 else None)
+  print(format_table(formats))
+  print(f"metrics={path}")
 
 
 def run():

@@ -18,6 +18,11 @@ atomically (written aside, renamed when complete). It holds:
   - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels, probabilities
     and logits out.
 
+The network is built from the `model_config.json` saved beside the
+checkpoint (`core/checkpoints.py`), so no model flag is needed; a model flag
+that contradicts it is an error (--override_model_config to force it).
+Checkpoints saved without one are built from the model flags, as before.
+
 Pre-processing, multi-scale/flip averaging (--inference_scales,
 --add_flipped_images) and softmax live inside every exported graph.
 
@@ -25,7 +30,7 @@ Example:
 
   python -m deeplab.export_model \\
     --checkpoint_path=/runs/voc --export_path=/models/deeplab \\
-    --model_variant=mobilenet_v2 --num_classes=21 --crop_size=513,513 \\
+    --crop_size=513,513 \\
     --export_formats=saved_model,frozen_graph,tflite_float32,tflite_int8,onnx \\
     --representative_dataset_dir=/data/voc/tfrecord
 """
@@ -36,12 +41,13 @@ from absl import flags
 from absl import logging
 
 from deeplab import common_flags
+from deeplab.core import checkpoints
 from deeplab.core.export import frozen_graph
 from deeplab.core.export import onnx_export
 from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
+from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import multiscale
-from deeplab.core.training import factory
 
 FLAGS = flags.FLAGS
 
@@ -131,6 +137,19 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
   return writers
 
 
+def restore_model_from_flags():
+  """The model of --checkpoint_path, built from its model_config.json (or,
+  for checkpoints saved without one, the model flags), weights restored.
+  Exports serve the main logits: no auxiliary head."""
+  descriptor = common_flags.dataset_descriptor_from_flags()
+  model_config = common_flags.model_config_for_checkpoint(
+      FLAGS.checkpoint_path, descriptor.num_classes, "checkpoint_path")
+  model = deeplab_model.build_deeplab_model(
+      checkpoints.inference_model_config(model_config))
+  checkpoints.restore_model(model, FLAGS.checkpoint_path, "checkpoint_path")
+  return model
+
+
 def main(argv):
   del argv
   common_flags.require_flag("checkpoint_path")
@@ -147,18 +166,14 @@ def main(argv):
       raise FileExistsError(
           f"Export version {target!r} already exists; pass another "
           "--export_version or remove it.")
-  descriptor = common_flags.dataset_descriptor_from_flags()
-  model_config = common_flags.model_config_from_flags(descriptor.num_classes)
-  runner = factory.make_runner(model_config, FLAGS.checkpoint_path,
-                                  descriptor.ignore_label)
-  runner.restore_model(FLAGS.checkpoint_path)
-  writers = make_writers(runner.model, formats, scales,
+  model = restore_model_from_flags()
+  writers = make_writers(model, formats, scales,
                          FLAGS.add_flipped_images, crop_size,
                          FLAGS.representative_dataset_dir,
                          FLAGS.representative_split,
                          FLAGS.num_representative_images)
   path = saved_model.export_saved_model(
-      runner.model, FLAGS.export_path, version=version, scales=scales,
+      model, FLAGS.export_path, version=version, scales=scales,
       add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers)
   logging.info("Exported %s", path)
   print(f"Exported SavedModel to {path}")

@@ -43,8 +43,8 @@ import tqdm
 from deeplab import common_flags
 from deeplab.core import io_utils
 from deeplab.core.evaluation import crf as crf_lib
-from deeplab.core.evaluation import eval_loop
 from deeplab.core.export import predictors
+from deeplab.datasets import colormaps
 
 FLAGS = flags.FLAGS
 
@@ -78,9 +78,6 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # Beyond this many pixels an image is rejected outright (PIL's bomb guard
 # would stop it anyway); below, large images are decoded downscaled.
 MAX_PIXELS = 30000 * 30000
-
-palette_png = eval_loop.palette_png
-overlay = eval_loop.overlay
 
 
 def is_video(path: str) -> bool:
@@ -174,14 +171,14 @@ def _refine(image, labels, probabilities, use_crf):
 def _write_outputs(path, image, labels, probabilities, output_dir, colormap,
                    overlay_alpha, save_probabilities, full_size):
   stem = os.path.splitext(os.path.basename(path))[0]
-  label_image = palette_png(labels, colormap)
+  label_image = colormaps.palette_png(labels, colormap)
   if full_size != label_image.size:
     label_image = label_image.resize(full_size, Image.NEAREST)
   label_path = os.path.join(output_dir, stem + ".png")
   io_utils.atomic_write_bytes(label_path, _encode_png(label_image))
   io_utils.atomic_write_bytes(
       os.path.join(output_dir, stem + "_overlay.png"),
-      _encode_png(Image.fromarray(overlay(image, labels, colormap,
+      _encode_png(Image.fromarray(colormaps.overlay(image, labels, colormap,
                                           overlay_alpha))))
   if save_probabilities:
     buffer = io.BytesIO()
@@ -274,7 +271,7 @@ def segment_video(predictor, source, output_path: str, colormap: np.ndarray,
       rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
       labels, probabilities = predictor(rgb)
       labels, _ = _refine(rgb, labels, probabilities, use_crf)
-      blended = overlay(rgb, labels, colormap, overlay_alpha)
+      blended = colormaps.overlay(rgb, labels, colormap, overlay_alpha)
       if writer is None:
         writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*"mp4v"),
                                  fps, (rgb.shape[1], rgb.shape[0]))

@@ -19,12 +19,12 @@ from absl import flags
 from absl import logging
 
 from deeplab import common_flags
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.training import class_weights
+from deeplab.core.training import class_weights
 from deeplab.core.training import factory
-from deeplab.core.training import learning_rate
 from deeplab.core.training import preemption
-from deeplab.core.training import transfer
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 
@@ -37,7 +37,7 @@ flags.DEFINE_string("train_split", "train", "Split to train on.")
 flags.DEFINE_integer("train_batch_size", 8, "Global batch size.")
 flags.DEFINE_list("train_crop_size", "513,513", "Training crop 'height,width'.")
 flags.DEFINE_integer("training_number_of_steps", 30000, "Steps to train.")
-flags.DEFINE_enum("optimizer", "momentum", list(factory.OPTIMIZERS),
+flags.DEFINE_enum("optimizer", "momentum", list(config_lib.OPTIMIZERS),
                   "Optimizer (official default: momentum).")
 flags.DEFINE_float("adamw_weight_decay", 1e-4,
                    "Decoupled weight decay of --optimizer=adamw (kernels "
@@ -45,7 +45,7 @@ flags.DEFINE_float("adamw_weight_decay", 1e-4,
 flags.DEFINE_float("base_learning_rate", 0.0001,
                    "Base learning rate (official: 0.007 for VOC with "
                    "pretrained weights).")
-flags.DEFINE_enum("learning_policy", "poly", list(learning_rate.POLICIES),
+flags.DEFINE_enum("learning_policy", "poly", list(config_lib.LEARNING_POLICIES),
                   "Learning-rate policy.")
 flags.DEFINE_list("learning_rate_boundaries", [],
                   "Steps where --learning_policy=piecewise changes rate.")
@@ -75,7 +75,7 @@ flags.DEFINE_boolean("sync_batch_norm", True,
 # Losses.
 flags.DEFINE_list("label_weights", None,
                   "Per-class loss weights, one per class (official).")
-flags.DEFINE_enum("class_weighting", "none", list(class_weights.SCHEMES),
+flags.DEFINE_enum("class_weighting", "none", list(config_lib.CLASS_WEIGHTING_SCHEMES),
                   "Class weights computed from the training labels "
                   "(balanced, median_frequency) or adapted from running "
                   "frequencies (adaptive).")
@@ -106,7 +106,7 @@ flags.DEFINE_boolean("last_layers_contain_logits_only", False,
                      "and the decoder).")
 flags.DEFINE_float("last_layer_gradient_multiplier", 1.0,
                    "Gradient multiplier of the last layers.")
-flags.DEFINE_enum("freeze_level", "none", list(transfer.FREEZE_LEVELS),
+flags.DEFINE_enum("freeze_level", "none", list(config_lib.FREEZE_LEVELS),
                   "Layers frozen during the transfer stage: backbone, or all "
                   "but the logits.")
 flags.DEFINE_integer("transfer_steps", 0,
@@ -114,7 +114,7 @@ flags.DEFINE_integer("transfer_steps", 0,
                      "trains (0: the whole run).")
 
 # Speed.
-flags.DEFINE_enum("mixed_precision", "", list(factory.MIXED_PRECISION),
+flags.DEFINE_enum("mixed_precision", "", list(config_lib.MIXED_PRECISION),
                   "Mixed precision: float16 (with loss scaling) or bfloat16.")
 flags.DEFINE_boolean("jit_compile", False,
                      "Compile the training step with XLA (measure first: "
@@ -142,8 +142,7 @@ flags.DEFINE_list("eval_crop_size", "513,513",
                   "Eval canvas 'height,width' for --eval_online.")
 flags.DEFINE_integer("eval_batch_size", 8, "Batch size for --eval_online.")
 flags.DEFINE_enum("distribution_strategy", "default",
-                  ["default", "one_device", "mirrored",
-                   "multi_worker_mirrored", "tpu"],
+                  list(config_lib.DISTRIBUTION_STRATEGIES),
                   "tf.distribute strategy (multi_worker_mirrored reads "
                   "TF_CONFIG). default with --num_gpus>1 means mirrored.")
 flags.DEFINE_integer("num_gpus", 1, "GPUs for the mirrored strategy.")
@@ -154,21 +153,35 @@ flags.DEFINE_boolean("deterministic", False,
 flags.DEFINE_integer("seed", 0, "Seed for --deterministic.")
 
 
-def configs_from_flags():
-  """Returns (ModelConfig, DataConfig, TrainConfig) from the flags."""
-  common_flags.require_flag("train_logdir")
-  common_flags.require_flag("dataset_dir")
-  descriptor = common_flags.dataset_descriptor_from_flags()
-  model_config = common_flags.model_config_from_flags(descriptor.num_classes)
-  # The auxiliary head exists for its loss: only training builds it.
-  model_config = dataclasses.replace(
-      model_config, aux_head=FLAGS.aux_loss_weight > 0)
-  if not FLAGS["weight_decay"].present:
-    # Official: 4e-5, and 1e-4 for ResNet backbones.
-    model_config = dataclasses.replace(
-        model_config, weight_decay=factory.default_weight_decay(
-            model_config.model_variant))
-  data_config = config_lib.DataConfig(
+def _model_config(descriptor) -> config_lib.ModelConfig:
+  """The model to train: a resumed run's saved model config (checked
+  against the model flags given), else the model flags.
+
+  The auxiliary head exists for its loss: only training builds it, when
+  --aux_loss_weight > 0.
+  """
+  aux_head = FLAGS.aux_loss_weight > 0
+  if checkpoints.latest_checkpoint(FLAGS.train_logdir) is None:
+    config = common_flags.model_config_from_flags(descriptor.num_classes)
+    return dataclasses.replace(config, aux_head=aux_head)
+  config = common_flags.model_config_for_checkpoint(
+      FLAGS.train_logdir, descriptor.num_classes, "train_logdir")
+  saved = checkpoints.read_model_config(FLAGS.train_logdir)
+  if saved is not None and saved.aux_head != aux_head:
+    if not FLAGS.override_model_config:
+      raise ValueError(
+          f"--aux_loss_weight={FLAGS.aux_loss_weight} contradicts the model "
+          f"config of --train_logdir {FLAGS.train_logdir}, which has "
+          f"aux_head={saved.aux_head}. Resume with the same "
+          "--aux_loss_weight, or pass --override_model_config.")
+    logging.warning("OVERRIDING the model config of --train_logdir: "
+                    "aux_head=%s (it was trained with %s).", aux_head,
+                    saved.aux_head)
+  return dataclasses.replace(config, aux_head=aux_head)
+
+
+def _data_config(descriptor) -> config_lib.DataConfig:
+  return config_lib.DataConfig(
       dataset=FLAGS.dataset,
       ignore_label=descriptor.ignore_label,
       dataset_dir=FLAGS.dataset_dir,
@@ -185,55 +198,32 @@ def configs_from_flags():
       deterministic=FLAGS.deterministic,
       seed=FLAGS.seed,
       augment=common_flags.augment_params_from_flags())
-  train_config = config_lib.TrainConfig(
-      train_logdir=FLAGS.train_logdir,
-      training_number_of_steps=FLAGS.training_number_of_steps,
-      optimizer=FLAGS.optimizer,
-      base_learning_rate=FLAGS.base_learning_rate,
-      learning_policy=FLAGS.learning_policy,
-      learning_power=FLAGS.learning_power,
-      learning_rate_decay_step=FLAGS.learning_rate_decay_step,
-      learning_rate_decay_factor=FLAGS.learning_rate_decay_factor,
-      end_learning_rate=FLAGS.end_learning_rate,
-      slow_start_step=FLAGS.slow_start_step,
-      slow_start_learning_rate=FLAGS.slow_start_learning_rate,
-      momentum=FLAGS.momentum,
-      fine_tune_batch_norm=FLAGS.fine_tune_batch_norm,
-      save_interval_steps=FLAGS.save_interval_steps,
-      save_interval_secs=FLAGS.save_interval_secs,
-      max_to_keep=FLAGS.max_to_keep,
-      log_steps=FLAGS.log_steps,
-      image_summary_steps=FLAGS.image_summary_steps,
+
+
+def train_config_from_flags() -> config_lib.TrainConfig:
+  """The `TrainConfig` of the flags (each part checks its values)."""
+  values = {name: getattr(FLAGS, name)
+            for name in config_lib.TrainConfig.flat_field_names()}
+  values.update(
       learning_rate_boundaries=config_lib.parse_int_list(
           FLAGS.learning_rate_boundaries, "learning_rate_boundaries"),
       learning_rate_values=_parse_floats(FLAGS.learning_rate_values,
                                          "learning_rate_values"),
-      warmup_steps=FLAGS.warmup_steps,
-      warmup_learning_rate=FLAGS.warmup_learning_rate,
-      adamw_weight_decay=FLAGS.adamw_weight_decay,
       label_weights=(_parse_floats(FLAGS.label_weights, "label_weights")
                      if FLAGS.label_weights else None),
-      class_weighting=FLAGS.class_weighting,
-      top_k_percent_pixels=FLAGS.top_k_percent_pixels,
-      hard_example_mining_step=FLAGS.hard_example_mining_step,
-      label_smoothing=FLAGS.label_smoothing,
-      focal_gamma=FLAGS.focal_gamma,
-      focal_alpha=FLAGS.focal_alpha,
-      aux_loss_weight=FLAGS.aux_loss_weight,
-      tf_initial_checkpoint=FLAGS.tf_initial_checkpoint or "",
-      initialize_last_layer=FLAGS.initialize_last_layer,
-      last_layers_contain_logits_only=FLAGS.last_layers_contain_logits_only,
-      last_layer_gradient_multiplier=FLAGS.last_layer_gradient_multiplier,
-      freeze_level=FLAGS.freeze_level,
-      transfer_steps=FLAGS.transfer_steps,
-      mixed_precision=FLAGS.mixed_precision,
-      jit_compile=FLAGS.jit_compile,
-      deterministic=FLAGS.deterministic,
-      seed=FLAGS.seed,
-      keep_best_checkpoint=FLAGS.keep_best_checkpoint)
-  # Fail on bad loss options before anything is built.
-  factory.make_loss_config(train_config)
-  return descriptor, model_config, data_config, train_config
+      tf_initial_checkpoint=FLAGS.tf_initial_checkpoint or "")
+  return config_lib.TrainConfig.from_flat(**values)
+
+
+def configs_from_flags():
+  """Returns (descriptor, ModelConfig, DataConfig, TrainConfig) of the
+  flags, all validated before anything is built."""
+  common_flags.require_flag("train_logdir")
+  common_flags.require_flag("dataset_dir")
+  descriptor = common_flags.dataset_descriptor_from_flags()
+  train_config = train_config_from_flags()
+  return (descriptor, _model_config(descriptor), _data_config(descriptor),
+          train_config)
 
 
 def _parse_floats(values, flag_name):
@@ -242,13 +232,6 @@ def _parse_floats(values, flag_name):
   except ValueError:
     raise ValueError(f"--{flag_name} expects comma-separated numbers, got "
                      f"{values!r}.") from None
-
-
-def _strategy_from_flags():
-  name = FLAGS.distribution_strategy
-  if name == "default" and FLAGS.num_gpus > 1:
-    name = "mirrored"
-  return factory.make_strategy(name, FLAGS.num_gpus, tpu_address=FLAGS.tpu)
 
 
 def _train(runner, data_config, train_config):
@@ -265,8 +248,31 @@ def _train(runner, data_config, train_config):
   results = runner.train_and_evaluate(
       train_input_fn, input_pipeline.make_input_fn(eval_config),
       train_config.training_number_of_steps, FLAGS.eval_online,
-      eval_dir=os.path.join(train_config.train_logdir, "eval"))
+      eval_dir=os.path.join(runner.model_dir, "eval"))
   return results["global_step"]
+
+
+def _make_runner(descriptor, model_config, data_config, train_config):
+  """The strategy, the class weights and the Runner of the configs."""
+  distribution = train_config.distribution
+  if distribution.deterministic:
+    # Same seed, same op results: a resumed run repeats an uninterrupted one.
+    import keras  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(distribution.seed)
+    tf.config.experimental.enable_op_determinism()
+  strategy = factory.make_strategy(distribution)
+  if FLAGS.sync_batch_norm and strategy.num_replicas_in_sync > 1:
+    model_config = dataclasses.replace(model_config, sync_batch_norm=True)
+  label_weights = None
+  if train_config.loss.class_weighting in ("balanced", "median_frequency"):
+    label_weights = class_weights.class_weights_from_tfrecords(
+        data_config.dataset_dir, data_config.split, model_config.num_classes,
+        descriptor.ignore_label, train_config.loss.class_weighting)
+  return factory.make_runner(
+      model_config, train_config.checkpoint.train_logdir,
+      descriptor.ignore_label, train_config=train_config, strategy=strategy,
+      colormap=descriptor.colormap, label_weights=label_weights)
 
 
 def main(argv):
@@ -274,28 +280,11 @@ def main(argv):
   descriptor, model_config, data_config, train_config = configs_from_flags()
   # Fail before building anything when the data is missing.
   tfrecord_io.list_shards(data_config.dataset_dir, data_config.split)
-  if train_config.deterministic:
-    # Same seed, same op results: a resumed run repeats an uninterrupted one.
-    import keras  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    keras.utils.set_random_seed(train_config.seed)
-    tf.config.experimental.enable_op_determinism()
-  strategy = _strategy_from_flags()
-  if FLAGS.sync_batch_norm and strategy.num_replicas_in_sync > 1:
-    model_config = dataclasses.replace(model_config, sync_batch_norm=True)
-  label_weights = None
-  if train_config.class_weighting in ("balanced", "median_frequency"):
-    label_weights = class_weights.class_weights_from_tfrecords(
-        data_config.dataset_dir, data_config.split, model_config.num_classes,
-        descriptor.ignore_label, train_config.class_weighting)
-  runner = factory.make_runner(
-      model_config, train_config.train_logdir, descriptor.ignore_label,
-      train_config=train_config, strategy=strategy,
-      colormap=descriptor.colormap, label_weights=label_weights)
+  runner = _make_runner(descriptor, model_config, data_config, train_config)
   logging.info("Training %s on %s/%s for %d steps into %s (%d replicas)",
                model_config.model_variant, data_config.dataset,
                data_config.split, train_config.training_number_of_steps,
-               train_config.train_logdir, strategy.num_replicas_in_sync)
+               runner.model_dir, runner.strategy.num_replicas_in_sync)
   try:
     step = _train(runner, data_config, train_config)
   except preemption.TrainingPreempted as stopped:
@@ -305,7 +294,7 @@ def main(argv):
     logging.error("%s", error)
     sys.exit(f"ERROR: {error}")
   logging.info("Training finished at step %d; checkpoints in %s", step,
-               train_config.train_logdir)
+               runner.model_dir)
 
 
 def run():

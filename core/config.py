@@ -7,7 +7,36 @@ wherever a field means the same thing.
 """
 
 import dataclasses
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
+
+# Choices, named here so that flags, configs and the library agree.
+OPTIMIZERS = ("momentum", "adam", "adamw", "rmsprop")
+LEARNING_POLICIES = ("poly", "step", "exponential", "cosine", "piecewise")
+CLASS_WEIGHTING_SCHEMES = ("none", "balanced", "median_frequency", "adaptive")
+FREEZE_LEVELS = ("none", "backbone", "all_but_logits")
+MIXED_PRECISION = ("", "float16", "bfloat16")
+DISTRIBUTION_STRATEGIES = ("default", "one_device", "mirrored",
+                           "multi_worker_mirrored", "tpu")
+# ModelConfig fields whose flag has another (official) name.
+MODEL_FLAG_NAMES = {"aspp_filters": "aspp_convs_filters",
+                    "batch_norm_momentum": "batch_norm_decay"}
+
+
+def _check(config, flag_name: Callable[[str], str], checks) -> None:
+  """Raises `ValueError("--flag must be <what>, got <value>.")` for the
+  first failed (field, ok, what) check."""
+  for field, ok, what in checks:
+    if not ok:
+      raise ValueError(f"--{flag_name(field)} must be {what}, got "
+                       f"{getattr(config, field)!r}.")
+
+
+def _flag(field: str) -> str:
+  return field
+
+
+def _choice(field: str, value, choices) -> Tuple[str, bool, str]:
+  return (field, value in choices, f"one of {', '.join(map(repr, choices))}")
 
 
 @dataclasses.dataclass
@@ -63,8 +92,8 @@ class ModelConfig:
       activation after depthwise convs, ReLU instead of ReLU6) in the
       MobileNet backbones and the head.
     boundary_refinement: Add a boundary-refinement block on the logits.
-    aux_head: Add an auxiliary head (`core/modeling/heads/aux_head.py`, PSPNet-style deep
-      supervision) on the variant's `aux_endpoint`; the model then returns
+    aux_head: Add an auxiliary head (`core/modeling/heads/aux_head.py`,
+      PSPNet-style deep supervision) on the variant's `aux_endpoint`; the model then returns
       `[logits, aux_logits]`. For training only (`train.py` turns it on
       with `--aux_loss_weight > 0`); evaluation, export and inference
       build without it and still restore its checkpoints.
@@ -113,6 +142,7 @@ class ModelConfig:
   backbone_initializer: str = ""
 
   def __post_init__(self):
+    self._check_sizes()
     if self.output_stride not in (8, 16, 32):
       raise ValueError(
           f"--output_stride must be 8, 16 or 32, got {self.output_stride}.")
@@ -150,6 +180,31 @@ class ModelConfig:
       raise ValueError(
           f"--decoder_output_stride ({self.decoder_output_stride}) must be "
           f"smaller than --output_stride ({self.output_stride}).")
+
+  def _check_sizes(self):
+    """Positive sizes and counts, rates in range; errors name the flag."""
+    _check(self, ModelConfig.flag_name, [
+        ("num_classes", self.num_classes >= 2, "at least 2"),
+        ("depth_multiplier", self.depth_multiplier > 0, "positive"),
+        ("aspp_filters", self.aspp_filters > 0, "positive"),
+        ("decoder_filters", self.decoder_filters > 0, "positive"),
+        ("low_level_filters", self.low_level_filters > 0, "positive"),
+        ("aux_head_filters", self.aux_head_filters > 0, "positive"),
+        ("decoder_output_stride", self.decoder_output_stride is None or
+         self.decoder_output_stride > 0, "positive"),
+        ("aspp_dropout_rate", 0 <= self.aspp_dropout_rate < 1, "in [0, 1)"),
+        ("aux_head_dropout_rate", 0 <= self.aux_head_dropout_rate < 1,
+         "in [0, 1)"),
+        ("batch_norm_momentum", 0 <= self.batch_norm_momentum < 1,
+         "in [0, 1)"),
+        ("batch_norm_epsilon", self.batch_norm_epsilon > 0, "positive"),
+        ("weight_decay", self.weight_decay >= 0, ">= 0"),
+    ])
+
+  @staticmethod
+  def flag_name(field: str) -> str:
+    """The command-line flag of a field (`common_flags`)."""
+    return MODEL_FLAG_NAMES.get(field, field)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,7 +280,8 @@ class DataConfig:
     split: Split to read, e.g. `train` or `val`.
     batch_size: Global batch size (split across replicas).
     crop_size: (height, width) of training crops, or of the padded eval
-      canvas, which must be at least the largest image.
+      canvas, which must be at least the largest image; (0, 0) for
+      full-image evaluation.
     min_resize_value: Optional: resize so the short side is at least this.
     max_resize_value: Optional: resize so the long side is at most this.
     min_scale_factor: Lower bound of random scaling (training only).
@@ -261,46 +317,208 @@ class DataConfig:
   cache: bool = False
   augment: AugmentParams = dataclasses.field(default_factory=AugmentParams)
 
+  def __post_init__(self):
+    """Positive sizes and counts; errors name the train or eval flag."""
+    prefix = "train" if self.is_training else "eval"
+    self.crop_size = tuple(int(v) for v in self.crop_size)
+    if len(self.crop_size) != 2 or min(self.crop_size) < 0 or (
+        0 in self.crop_size and self.crop_size != (0, 0)):
+      raise ValueError(f"--{prefix}_crop_size must be two positive integers "
+                       f"'height,width', got {list(self.crop_size)}.")
+    names = {"batch_size": f"{prefix}_batch_size",
+             "split": f"{prefix}_split"}
+    _check(self, lambda field: names.get(field, field), [
+        ("batch_size", self.batch_size > 0, "positive"),
+        ("min_resize_value", self.min_resize_value is None or
+         self.min_resize_value > 0, "positive"),
+        ("max_resize_value", self.max_resize_value is None or
+         self.max_resize_value > 0, "positive"),
+        ("min_scale_factor", self.min_scale_factor > 0, "positive"),
+        ("max_scale_factor", self.max_scale_factor >= self.min_scale_factor,
+         f">= --min_scale_factor ({self.min_scale_factor})"),
+        ("scale_factor_step_size", self.scale_factor_step_size >= 0, ">= 0"),
+        ("shuffle_buffer", self.shuffle_buffer > 0, "positive"),
+    ])
+
 
 @dataclasses.dataclass
-class TrainConfig:
-  """How to optimise, checkpoint and log.
+class LossConfig:
+  """How the per-pixel loss is computed (one place for every loss option).
 
   Attributes:
-    train_logdir: Folder for checkpoints and TensorBoard summaries.
-    training_number_of_steps: Total number of optimiser steps.
-    optimizer: `momentum` (official default), `adam`, `adamw` or `rmsprop`.
+    label_weights: Optional per-class weights (length C); a pixel's loss is
+      multiplied by its class weight, as official `label_weights` does.
+    class_weighting: `none`, `balanced` or `median_frequency` (weights
+      computed from the training split's labels, replacing
+      `label_weights`), or `adaptive` (running frequencies).
+    top_k_percent_pixels: Keep only the hardest fraction of pixels (hard
+      pixel mining); 1.0 keeps all.
+    hard_example_mining_step: Ramp the kept fraction linearly from 1.0 down
+      to `top_k_percent_pixels` over this many steps (0: no ramp), as
+      official DeepLab does.
+    label_smoothing: Mix the one-hot target with the uniform distribution:
+      `(1 - s) * onehot + s / C`.
+    focal_gamma: Focal-loss focusing parameter; 0 is plain cross-entropy.
+    focal_alpha: Focal-loss balance factor multiplying every pixel's loss
+      (1.0: none).
+    aux_loss_weight: Weight of an auxiliary head's loss, for models with a
+      second (auxiliary) logits output (`ModelConfig.aux_head`); 0: none.
+  """
+
+  label_weights: Optional[Tuple[float, ...]] = None
+  class_weighting: str = "none"
+  top_k_percent_pixels: float = 1.0
+  hard_example_mining_step: int = 0
+  label_smoothing: float = 0.0
+  focal_gamma: float = 0.0
+  focal_alpha: float = 1.0
+  aux_loss_weight: float = 0.0
+
+  def __post_init__(self):
+    if self.label_weights is not None:
+      self.label_weights = tuple(float(w) for w in self.label_weights)
+    _check(self, _flag, [
+        _choice("class_weighting", self.class_weighting,
+                CLASS_WEIGHTING_SCHEMES),
+        ("top_k_percent_pixels", 0.0 < self.top_k_percent_pixels <= 1.0,
+         "in (0, 1]"),
+        ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "in [0, 1)"),
+        ("focal_gamma", self.focal_gamma >= 0, ">= 0"),
+        ("focal_alpha", self.focal_alpha > 0, "positive"),
+        ("hard_example_mining_step", self.hard_example_mining_step >= 0,
+         ">= 0"),
+        ("aux_loss_weight", self.aux_loss_weight >= 0, ">= 0"),
+    ])
+    if self.label_weights is not None and min(self.label_weights) < 0:
+      raise ValueError("--label_weights must be >= 0, got "
+                       f"{list(self.label_weights)}.")
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+  """The optimizer (official default: momentum).
+
+  Attributes:
+    optimizer: `momentum`, `adam`, `adamw` or `rmsprop`.
+    momentum: Momentum of `momentum` and `rmsprop`.
+    adamw_weight_decay: Decoupled weight decay of `adamw`, on kernels only.
+  """
+
+  optimizer: str = "momentum"
+  momentum: float = 0.9
+  adamw_weight_decay: float = 1e-4
+
+  def __post_init__(self):
+    _check(self, _flag, [
+        _choice("optimizer", self.optimizer, OPTIMIZERS),
+        ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+        ("adamw_weight_decay", self.adamw_weight_decay >= 0, ">= 0"),
+    ])
+
+
+@dataclasses.dataclass
+class ScheduleConfig:
+  """The learning-rate schedule (`core/training/learning_rate.py`).
+
+  Attributes:
     base_learning_rate: Learning rate at step 0 (after slow start).
     learning_policy: `poly`, `step`, `exponential`, `cosine` or
       `piecewise`.
     learning_power: Power of the poly policy.
-    learning_rate_decay_step: Step of the step policy.
-    learning_rate_decay_factor: Factor of the step policy.
-    end_learning_rate: Floor of the poly policy.
+    learning_rate_decay_step: Period of the step and exponential policies.
+    learning_rate_decay_factor: Factor of the step and exponential policies.
+    end_learning_rate: Floor of the poly and cosine policies.
     slow_start_step: Train this many steps at `slow_start_learning_rate`.
     slow_start_learning_rate: Learning rate during slow start.
-    momentum: Momentum of the momentum optimiser.
-    fine_tune_batch_norm: Update BatchNorm statistics and parameters.
+    learning_rate_boundaries: Steps where the `piecewise` policy changes.
+    learning_rate_values: Rates of the `piecewise` policy (one more).
+    warmup_steps: Linear warmup length (0: none).
+    warmup_learning_rate: Rate at the start of the warmup.
+  """
+
+  base_learning_rate: float = 0.007
+  learning_policy: str = "poly"
+  learning_power: float = 0.9
+  learning_rate_decay_step: int = 2000
+  learning_rate_decay_factor: float = 0.1
+  end_learning_rate: float = 0.0
+  slow_start_step: int = 0
+  slow_start_learning_rate: float = 1e-4
+  learning_rate_boundaries: Tuple[int, ...] = ()
+  learning_rate_values: Tuple[float, ...] = ()
+  warmup_steps: int = 0
+  warmup_learning_rate: float = 0.0
+
+  def __post_init__(self):
+    self.learning_rate_boundaries = tuple(
+        int(b) for b in self.learning_rate_boundaries)
+    self.learning_rate_values = tuple(
+        float(v) for v in self.learning_rate_values)
+    _check(self, _flag, [
+        ("base_learning_rate", self.base_learning_rate >= 0, ">= 0"),
+        _choice("learning_policy", self.learning_policy, LEARNING_POLICIES),
+        ("learning_power", self.learning_power > 0, "positive"),
+        ("learning_rate_decay_step", self.learning_rate_decay_step > 0,
+         "positive"),
+        ("learning_rate_decay_factor", self.learning_rate_decay_factor > 0,
+         "positive"),
+        ("end_learning_rate", self.end_learning_rate >= 0, ">= 0"),
+        ("slow_start_step", self.slow_start_step >= 0, ">= 0"),
+        ("slow_start_learning_rate", self.slow_start_learning_rate >= 0,
+         ">= 0"),
+        ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+        ("warmup_learning_rate", self.warmup_learning_rate >= 0, ">= 0"),
+    ])
+    boundaries = list(self.learning_rate_boundaries)
+    if self.learning_policy == "piecewise" and (
+        len(self.learning_rate_values) != len(boundaries) + 1 or
+        boundaries != sorted(boundaries)):
+      raise ValueError(
+          "--learning_policy=piecewise needs increasing "
+          "--learning_rate_boundaries and one more --learning_rate_values; "
+          f"got boundaries {boundaries} and values "
+          f"{list(self.learning_rate_values)}.")
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+  """Where and how often training checkpoints and logs.
+
+  Attributes:
+    train_logdir: Folder for checkpoints, `model_config.json` and
+      TensorBoard summaries; training resumes from it.
     save_interval_steps: Save a checkpoint every this many steps.
     save_interval_secs: And at least every this many seconds.
     max_to_keep: Checkpoints kept in `train_logdir`.
     log_steps: Log (and write scalar summaries) every this many steps.
     image_summary_steps: Write image summaries every this many steps (0: off).
-    learning_rate_boundaries: Steps where the `piecewise` policy changes.
-    learning_rate_values: Rates of the `piecewise` policy (one more).
-    warmup_steps: Linear warmup length (0: none).
-    warmup_learning_rate: Rate at the start of the warmup.
-    adamw_weight_decay: Decoupled weight decay of `adamw`, on kernels only.
-    label_weights: Per-class loss weights (official `label_weights`).
-    class_weighting: `none`, `balanced` or `median_frequency` (computed from
-      the training split's labels) or `adaptive` (running frequencies).
-    top_k_percent_pixels: Hard-pixel mining fraction (1.0: all pixels).
-    hard_example_mining_step: Steps over which mining ramps in.
-    label_smoothing: Label smoothing of the cross-entropy targets.
-    focal_gamma: Focal-loss exponent (0: plain cross-entropy).
-    focal_alpha: Focal-loss balance factor.
-    aux_loss_weight: Weight of the auxiliary head's loss (needs a model
-      built with `ModelConfig.aux_head`); 0: no auxiliary loss.
+    keep_best_checkpoint: With online evaluation, keep the checkpoint of
+      the best mIoU in `train_logdir/best`.
+  """
+
+  train_logdir: str = ""
+  save_interval_steps: int = 500
+  save_interval_secs: float = 600.0
+  max_to_keep: int = 5
+  log_steps: int = 50
+  image_summary_steps: int = 500
+  keep_best_checkpoint: bool = True
+
+  def __post_init__(self):
+    _check(self, _flag, [
+        ("save_interval_steps", self.save_interval_steps > 0, "positive"),
+        ("save_interval_secs", self.save_interval_secs >= 0, ">= 0"),
+        ("max_to_keep", self.max_to_keep > 0, "positive"),
+        ("log_steps", self.log_steps > 0, "positive"),
+        ("image_summary_steps", self.image_summary_steps >= 0, ">= 0"),
+    ])
+
+
+@dataclasses.dataclass
+class TransferConfig:
+  """Where training starts from, and which layers train.
+
+  Attributes:
     tf_initial_checkpoint: Checkpoint (or train_logdir) to start from when
       `train_logdir` has no checkpoint yet.
     initialize_last_layer: Also load the last layers from it.
@@ -312,75 +530,123 @@ class TrainConfig:
       `all_but_logits` (train only the logits).
     transfer_steps: Keep `freeze_level` for this many steps, then fine-tune
       everything (0: for the whole run).
-    mixed_precision: ``, `float16` (with loss scaling) or `bfloat16`.
-    jit_compile: Compile the training step with XLA.
-    deterministic: Reproducible training: op determinism, seeded weights,
-      and the input iterator's position saved in checkpoints.
-    seed: Seed used when `deterministic`.
-    keep_best_checkpoint: With online evaluation, keep the checkpoint of
-      the best mIoU in `train_logdir/best`.
+    fine_tune_batch_norm: Update BatchNorm statistics and parameters.
   """
 
-  train_logdir: str = ""
-  training_number_of_steps: int = 30000
-  optimizer: str = "momentum"
-  base_learning_rate: float = 0.007
-  learning_policy: str = "poly"
-  learning_power: float = 0.9
-  learning_rate_decay_step: int = 2000
-  learning_rate_decay_factor: float = 0.1
-  end_learning_rate: float = 0.0
-  slow_start_step: int = 0
-  slow_start_learning_rate: float = 1e-4
-  momentum: float = 0.9
-  fine_tune_batch_norm: bool = True
-  save_interval_steps: int = 500
-  save_interval_secs: float = 600.0
-  max_to_keep: int = 5
-  log_steps: int = 50
-  image_summary_steps: int = 500
-  learning_rate_boundaries: Tuple[int, ...] = ()
-  learning_rate_values: Tuple[float, ...] = ()
-  warmup_steps: int = 0
-  warmup_learning_rate: float = 0.0
-  adamw_weight_decay: float = 1e-4
-  label_weights: Optional[Tuple[float, ...]] = None
-  class_weighting: str = "none"
-  top_k_percent_pixels: float = 1.0
-  hard_example_mining_step: int = 0
-  label_smoothing: float = 0.0
-  focal_gamma: float = 0.0
-  focal_alpha: float = 1.0
-  aux_loss_weight: float = 0.0
   tf_initial_checkpoint: str = ""
   initialize_last_layer: bool = True
   last_layers_contain_logits_only: bool = False
   last_layer_gradient_multiplier: float = 1.0
   freeze_level: str = "none"
   transfer_steps: int = 0
+  fine_tune_batch_norm: bool = True
+
+  def __post_init__(self):
+    _check(self, _flag, [
+        ("last_layer_gradient_multiplier",
+         self.last_layer_gradient_multiplier > 0, "positive"),
+        _choice("freeze_level", self.freeze_level, FREEZE_LEVELS),
+        ("transfer_steps", self.transfer_steps >= 0, ">= 0"),
+    ])
+
+
+@dataclasses.dataclass
+class DistributionConfig:
+  """Where and how fast the training step runs.
+
+  Attributes:
+    distribution_strategy: `default`, `one_device`, `mirrored`,
+      `multi_worker_mirrored` (reads TF_CONFIG) or `tpu`.
+    num_gpus: GPUs for `mirrored` (0: the CPU).
+    tpu: TPU name or address for `tpu`.
+    mixed_precision: ``, `float16` (with loss scaling) or `bfloat16`.
+    jit_compile: Compile the training step with XLA.
+    deterministic: Reproducible training: op determinism, seeded weights,
+      and the input iterator's position saved in checkpoints.
+    seed: Seed used when `deterministic`.
+  """
+
+  distribution_strategy: str = "default"
+  num_gpus: int = 1
+  tpu: str = ""
   mixed_precision: str = ""
   jit_compile: bool = False
   deterministic: bool = False
   seed: int = 0
-  keep_best_checkpoint: bool = True
+
+  def __post_init__(self):
+    _check(self, _flag, [
+        _choice("distribution_strategy", self.distribution_strategy,
+                DISTRIBUTION_STRATEGIES),
+        ("num_gpus", self.num_gpus >= 0, ">= 0"),
+        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION),
+    ])
 
 
 @dataclasses.dataclass
-class EvalConfig:
-  """How to evaluate.
+class TrainConfig:
+  """How to train: the run's length and its parts (Model Garden style).
 
   Attributes:
-    eval_logdir: Folder for `metrics.json` and eval summaries.
-    checkpoint_dir: Folder of checkpoints (a train_logdir) to evaluate.
-    max_number_of_evaluations: 1 evaluates the latest checkpoint once; 0
-      keeps watching `checkpoint_dir` for new ones.
-    eval_interval_secs: Poll interval while watching.
+    training_number_of_steps: Total number of optimizer steps.
+    optimizer: An `OptimizerConfig`.
+    schedule: A `ScheduleConfig` (learning rate).
+    loss: A `LossConfig`.
+    checkpoint: A `CheckpointConfig` (train_logdir, saving, logging).
+    transfer: A `TransferConfig` (initial checkpoint, frozen layers).
+    distribution: A `DistributionConfig` (strategy, precision, seeds).
   """
 
-  eval_logdir: str = ""
-  checkpoint_dir: str = ""
-  max_number_of_evaluations: int = 1
-  eval_interval_secs: float = 60.0
+  training_number_of_steps: int = 30000
+  optimizer: OptimizerConfig = dataclasses.field(
+      default_factory=OptimizerConfig)
+  schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+  loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+  checkpoint: CheckpointConfig = dataclasses.field(
+      default_factory=CheckpointConfig)
+  transfer: TransferConfig = dataclasses.field(default_factory=TransferConfig)
+  distribution: DistributionConfig = dataclasses.field(
+      default_factory=DistributionConfig)
+
+  def __post_init__(self):
+    _check(self, _flag, [
+        ("training_number_of_steps", self.training_number_of_steps > 0,
+         "positive"),
+    ])
+
+  @staticmethod
+  def parts() -> dict:
+    """Part name -> its config class."""
+    return {field.name: field.default_factory
+            for field in dataclasses.fields(TrainConfig)
+            if field.name != "training_number_of_steps"}
+
+  @staticmethod
+  def flat_field_names() -> Tuple[str, ...]:
+    """Every leaf field (each is a `train.py` flag of the same name)."""
+    return ("training_number_of_steps",) + tuple(
+        field.name for part in TrainConfig.parts().values()
+        for field in dataclasses.fields(part))
+
+  @classmethod
+  def from_flat(cls, **values) -> "TrainConfig":
+    """A `TrainConfig` from leaf field values, each routed to its part
+    (`train.py` passes its flags; unset fields keep their defaults).
+
+    Raises:
+      TypeError: naming unknown fields.
+    """
+    unknown = sorted(set(values) - set(cls.flat_field_names()))
+    if unknown:
+      raise TypeError(f"TrainConfig has no fields {unknown}.")
+    parts = {
+        name: part(**{field.name: values[field.name]
+                      for field in dataclasses.fields(part)
+                      if field.name in values})
+        for name, part in cls.parts().items()}
+    steps = values.get("training_number_of_steps",
+                       cls.training_number_of_steps)
+    return cls(training_number_of_steps=steps, **parts)
 
 
 def parse_int_list(value: Optional[Sequence], flag_name: str) -> Tuple[int, ...]:

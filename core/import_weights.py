@@ -32,7 +32,7 @@ def main(argv):
   if not report.matched:
     raise ValueError(f"--source {flag_values.source}: no variable matched "
                      f"--model_variant={config.model_variant}.")
-  path = lib.write_checkpoint(model, flag_values.output, report)
+  path = lib.write_checkpoint(model, flag_values.output, report, config)
   print(f"{report.summary()}\nwrote {path}")
 
 

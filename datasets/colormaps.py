@@ -126,3 +126,40 @@ def colorize_label(label: np.ndarray, colormap: np.ndarray,
   out[...] = np.asarray(void_color, dtype=np.uint8)
   out[valid] = colormap[ids[valid]]
   return out
+
+
+def palette(colormap: np.ndarray) -> np.ndarray:
+  """`colormap` padded (or cut) to the 256 entries a uint8 label needs."""
+  colors = np.zeros((256, 3), np.uint8)
+  colormap = np.asarray(colormap, dtype=np.uint8)[:256]
+  colors[:len(colormap)] = colormap
+  return colors
+
+
+def palette_png(labels: np.ndarray, colormap: np.ndarray):
+  """A palette ("P" mode) PIL image of uint8 class ids, as VOC ships its
+  labels: the pixel values are the ids, the palette only colours them."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = Image.fromarray(np.asarray(labels).astype(np.uint8), mode="P")
+  image.putpalette(palette(colormap).ravel().tolist())
+  return image
+
+
+def colorize_labels(labels: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+  """`colorize_label` of a batch [B, H, W] -> uint8 [B, H, W, 3]."""
+  labels = np.asarray(labels)
+  return np.stack([colorize_label(label, colormap) for label in labels]
+                  ) if len(labels) else np.zeros(labels.shape + (3,), np.uint8)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, colormap: np.ndarray,
+            alpha: float = 0.5) -> np.ndarray:
+  """Blends the coloured label map over the image (uint8 [H, W, 3]).
+
+  Pixels whose class colour is black (VOC's background) keep the image as it
+  is, so the overlay does not darken the whole picture.
+  """
+  colored = colorize_label(labels, colormap).astype(np.float32)
+  weight = np.where(colored.any(axis=-1, keepdims=True), alpha, 0.0)
+  blended = (1 - weight) * np.asarray(image, np.float32) + weight * colored
+  return np.clip(blended, 0, 255).astype(np.uint8)

@@ -6,8 +6,11 @@ loss (`--label_weights` of training):
 
   balanced          total / (num_classes * count_c)  (scikit-learn's
                     "balanced"), over labelled pixels
-  median_frequency  median(freq) / freq_c, with freq_c = count_c / pixels
-                    of the images where c appears (Eigen & Fergus 2015)
+  median_frequency  median(freq) / freq_c, with freq_c = count_c / labelled
+                    pixels of the images where c appears (Eigen & Fergus
+                    2015)
+
+(`datasets/label_stats.py`: the formulas `train.py --class_weighting` uses.)
 
 The ignore label is left out. A class that never appears gets weight 0.
 
@@ -22,6 +25,7 @@ from absl import flags
 import numpy as np
 
 from deeplab.datasets import build_data
+from deeplab.datasets import label_stats
 
 FLAGS = flags.FLAGS
 
@@ -40,70 +44,30 @@ def define_flags() -> None:
                       "Optional file for the statistics as JSON.")
 
 
-def class_weights(pixel_counts: np.ndarray,
-                  image_pixels: np.ndarray) -> Dict[str, np.ndarray]:
-  """Balanced and median-frequency weights.
-
-  Args:
-    pixel_counts: int [C] labelled pixels per class.
-    image_pixels: int [C] total pixels of the images in which the class
-      appears.
-
-  Returns:
-    {"balanced": float [C], "median_frequency": float [C]}; 0 for absent
-    classes.
-  """
-  # One implementation of the formulas: the one train.py uses.
-  from deeplab.core.training import class_weights as weights_lib  # pylint: disable=g-import-not-at-top
-  return {
-      "balanced": weights_lib.balanced_weights(pixel_counts),
-      "median_frequency": weights_lib.median_frequency_weights(
-          pixel_counts, image_pixels),
-  }
-
-
 def compute_stats(dataset_dir: str, split: str, num_classes: int,
                   ignore_label: int) -> Dict[str, Any]:
   """Counts the pixels of every class over a built split.
 
   Returns:
     A dict: `num_images`, `pixel_counts` [C], `frequency` [C] (share of
-    labelled pixels), `balanced` and `median_frequency` weights [C],
-    `ignored_pixels`.
+    labelled pixels), `balanced` and `median_frequency` weights [C]
+    (`label_stats`' formulas, the ones training uses), `ignored_pixels`.
 
   Raises:
     FileNotFoundError: naming the folder or split without shards.
     ValueError: naming the image whose label has values outside the class
       set (other than the ignore label).
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
-  files = tfrecord_io.list_shards(dataset_dir, split)
-  dataset = tf.data.TFRecordDataset(files).map(
-      tfrecord_io.parse_example, num_parallel_calls=tf.data.AUTOTUNE)
-  pixel_counts = np.zeros(num_classes, np.int64)
-  image_pixels = np.zeros(num_classes, np.int64)
-  ignored = 0
-  num_images = 0
-  for example in dataset:
-    label = example["label"].numpy().ravel()
-    counts = np.bincount(label, minlength=256)
-    ignored += int(counts[ignore_label])
-    counts[ignore_label] = 0
-    if counts[num_classes:].any():
-      bad = np.nonzero(counts[num_classes:])[0] + num_classes
-      raise ValueError(
-          f"Image {example['filename'].numpy().decode()} in {dataset_dir} "
-          f"has label values {bad.tolist()} outside [0, {num_classes}).")
-    counts = counts[:num_classes]
-    pixel_counts += counts
-    image_pixels[counts > 0] += label.size
-    num_images += 1
-  total = max(int(pixel_counts.sum()), 1)
-  stats = {"num_images": num_images, "pixel_counts": pixel_counts,
-           "frequency": pixel_counts / total, "ignored_pixels": ignored}
-  stats.update(class_weights(pixel_counts, image_pixels))
-  return stats
+  stats = label_stats.split_statistics(dataset_dir, split, num_classes,
+                                       ignore_label)
+  total = max(int(stats.counts.sum()), 1)
+  return {
+      "num_images": stats.num_images, "pixel_counts": stats.counts,
+      "frequency": stats.counts / total,
+      "ignored_pixels": stats.ignored_pixels,
+      "balanced": label_stats.balanced_weights(stats.counts),
+      "median_frequency": label_stats.median_frequency_weights(
+          stats.counts, stats.image_pixels)}
 
 
 def format_stats(stats: Dict[str, Any],

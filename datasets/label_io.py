@@ -163,7 +163,4 @@ def write_palette_png(label: np.ndarray, path: str,
   """
   if colormap is None:
     colormap = colormaps.create_pascal_label_colormap()
-  # putpalette turns an "L" image into "P" and keeps its values as indices.
-  image = Image.fromarray(np.asarray(label, dtype=np.uint8))
-  image.putpalette(np.asarray(colormap, dtype=np.uint8).ravel().tolist())
-  image.save(path, format="PNG")
+  colormaps.palette_png(label, colormap).save(path, format="PNG")

@@ -41,7 +41,7 @@ def train_demo_model(tfrecord_dir, model_dir, steps=500):
   """
   keras.utils.set_random_seed(0)
   model_config = config_lib.ModelConfig(**MODEL_CONFIG)
-  train_config = config_lib.TrainConfig(
+  train_config = config_lib.TrainConfig.from_flat(
       train_logdir=model_dir, training_number_of_steps=steps,
       optimizer="momentum", base_learning_rate=0.05, save_interval_steps=steps,
       log_steps=50, image_summary_steps=0)

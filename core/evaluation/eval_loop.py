@@ -85,28 +85,6 @@ def _png_bytes(image: Image.Image) -> bytes:
   return buffer.getvalue()
 
 
-def palette_png(labels: np.ndarray, colormap: np.ndarray) -> Image.Image:
-  """A palette ("P" mode) PNG of class ids, as VOC ships its labels."""
-  image = Image.fromarray(labels.astype(np.uint8), mode="P")
-  palette = np.zeros((256, 3), np.uint8)
-  palette[:len(colormap)] = np.asarray(colormap)[:256]
-  image.putpalette(palette.flatten().tolist())
-  return image
-
-
-def overlay(image: np.ndarray, labels: np.ndarray, colormap: np.ndarray,
-            alpha: float = 0.5) -> np.ndarray:
-  """Blends the coloured label map over the image.
-
-  Pixels whose class colour is black (VOC's background) keep the image as it
-  is, so the overlay does not darken the whole picture.
-  """
-  colored = colormaps.colorize_label(labels, colormap).astype(np.float32)
-  weight = np.where(colored.any(axis=-1, keepdims=True), alpha, 0.0)
-  blended = (1 - weight) * image.astype(np.float32) + weight * colored
-  return np.clip(blended, 0, 255).astype(np.uint8)
-
-
 def cityscapes_train_to_label_ids() -> np.ndarray:
   """uint8 [256] lookup table: Cityscapes trainId -> labelId.
 
@@ -180,10 +158,11 @@ def evaluate_predictor(predictor,
     stem = os.path.splitext(os.path.basename(filename))[0] or f"{count:06d}"
     if vis_dir:
       io_utils.atomic_write_bytes(os.path.join(vis_dir, stem + ".png"),
-                                  _png_bytes(palette_png(labels, colormap)))
+                                  _png_bytes(colormaps.palette_png(labels, colormap)))
       io_utils.atomic_write_bytes(
           os.path.join(vis_dir, stem + "_overlay.png"),
-          _png_bytes(Image.fromarray(overlay(image, labels, colormap))))
+          _png_bytes(Image.fromarray(
+              colormaps.overlay(image, labels, colormap))))
     if cityscapes_results_dir:
       io_utils.atomic_write_bytes(
           os.path.join(cityscapes_results_dir,

@@ -20,10 +20,11 @@ Layer names (top level of the returned model):
   `[logits, aux_logits]`.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 from absl import logging
 import keras
+import tensorflow as tf
 
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import layers as deeplab_layers
@@ -47,6 +48,25 @@ LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER, REFINEMENT_LAYER,
 # Layers whose weights depend on num_classes: what official
 # `last_layers_contain_logits_only=True` leaves out when fine-tuning.
 CLASS_DEPENDENT_LAYERS = (LOGITS_LAYER, REFINEMENT_LAYER, AUX_HEAD_LAYER)
+
+
+def split_outputs(outputs) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  """(logits, aux_logits or None) of a model's output.
+
+  The output contract of `build_deeplab_model`: the logits, or
+  `[logits, aux_logits]` with an auxiliary head (a dict with `logits` and
+  `aux_logits` is accepted too).
+  """
+  if isinstance(outputs, (list, tuple)):
+    return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+  if isinstance(outputs, dict):
+    return outputs["logits"], outputs.get("aux_logits")
+  return outputs, None
+
+
+def main_logits(outputs) -> tf.Tensor:
+  """The float32 logits of a model output, dropping auxiliary heads if any."""
+  return tf.cast(split_outputs(outputs)[0], tf.float32)
 
 
 def build_deeplab_model(config: config_lib.ModelConfig,

@@ -30,7 +30,9 @@ restore): an object-based TF2 checkpoint written by
 `tf.train.Checkpoint(model=keras_model).write(output_path)`, i.e. the model
 is the checkpoint's `model` attribute and its variables hang off the Keras
 layer graph. It holds no optimizer or step, so training starts at step 0.
-A JSON report (`<output_path>.import_report.json`) lists every variable.
+A JSON report (`<output_path>.import_report.json`) lists every variable;
+`model_config.json` beside it holds the `ModelConfig` (see
+`core/checkpoints.py`), which training, evaluation and export read.
 
 Usage:
   python -m deeplab.core.import_weights --model_variant=xception_65 \\
@@ -40,11 +42,8 @@ Usage:
 """
 
 import dataclasses
-import glob
 import os
 import re
-import tarfile
-import tempfile
 from typing import Dict, List, Optional
 
 import h5py
@@ -52,6 +51,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab.core import checkpoints
+from deeplab.core import config as config_lib
 from deeplab.core import io_utils
 from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling.backbones import keras_app_backbones
@@ -60,7 +61,6 @@ from deeplab.core.modeling.backbones import keras_app_backbones
 _TRAINING_STATE = re.compile(
     r"(^global_step$|/(Momentum|Adam|Adam_1|ExponentialMovingAverage|"
     r"RMSProp|RMSProp_1)$)")
-_BN_ATTRS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 @dataclasses.dataclass
@@ -247,38 +247,6 @@ def official_variable_map(model: keras.Model) -> Dict[str, keras.Variable]:
   return mapping
 
 
-def resolve_checkpoint(source: str, workdir: Optional[str] = None) -> str:
-  """Returns a TF checkpoint prefix for a prefix, folder or .tar.gz.
-
-  Model-zoo tarballs hold a folder with `model.ckpt.index` and
-  `model.ckpt.data-*`; they are extracted into `workdir`.
-
-  Raises:
-    FileNotFoundError: naming `source` when no checkpoint is found.
-  """
-  if source.endswith((".tar.gz", ".tgz", ".tar")):
-    if not os.path.exists(source):
-      raise FileNotFoundError(f"Checkpoint tarball not found: {source}")
-    workdir = workdir or tempfile.mkdtemp(prefix="deeplab_import_")
-    with tarfile.open(source) as tar:
-      tar.extractall(workdir, filter="data")
-    source = workdir
-  if os.path.isdir(source):
-    latest = tf.train.latest_checkpoint(source)
-    if latest:
-      return latest
-    indexes = sorted(glob.glob(os.path.join(source, "**", "*.index"),
-                               recursive=True))
-    if not indexes:
-      raise FileNotFoundError(f"No TF checkpoint (*.index) under {source}")
-    return indexes[0][:-len(".index")]
-  if not os.path.exists(source + ".index"):
-    raise FileNotFoundError(
-        f"No TF checkpoint at {source} (expected {source}.index, a folder "
-        "or a model-zoo .tar.gz).")
-  return source
-
-
 def load_official_checkpoint(model: keras.Model, source: str) -> ImportReport:
   """Loads an official DeepLab TF1 checkpoint into `model` by name map.
 
@@ -289,7 +257,8 @@ def load_official_checkpoint(model: keras.Model, source: str) -> ImportReport:
   Returns:
     The `ImportReport` (names are official variable names).
   """
-  reader = tf.train.load_checkpoint(resolve_checkpoint(source))
+  reader = tf.train.load_checkpoint(
+      checkpoints.resolve_checkpoint(source, "source"))
   shapes = reader.get_variable_to_shape_map()
   report = ImportReport()
   mapping = official_variable_map(model)
@@ -318,14 +287,23 @@ def import_weights(model: keras.Model, source: str) -> ImportReport:
 
 
 def write_checkpoint(model: keras.Model, output_path: str,
-                     report: ImportReport) -> str:
+                     report: ImportReport,
+                     model_config: Optional[config_lib.ModelConfig] = None
+                     ) -> str:
   """Writes `model` as our checkpoint plus the JSON import report.
+
+  With `model_config`, also writes `model_config.json` beside it
+  (`core/checkpoints.write_model_config`), so that training, evaluation
+  and export build this model without repeating the model flags.
 
   Returns:
     The checkpoint prefix written (`tf.train.Checkpoint(model=...)`).
   """
-  os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+  folder = os.path.dirname(os.path.abspath(output_path))
+  os.makedirs(folder, exist_ok=True)
   path = tf.train.Checkpoint(model=model).write(output_path)
   io_utils.atomic_write_json(output_path + ".import_report.json",
                              dataclasses.asdict(report))
+  if model_config is not None:
+    checkpoints.write_model_config(folder, model_config)
   return path

@@ -79,8 +79,10 @@ def freeze_batch_norm(model: keras.layers.Layer) -> int:
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 def hard_sigmoid(x):
-  """`relu6(x + 3) / 6`: official DeepLab's `q_sigmoid` (quantizable)."""
-  return ops.relu6(x + 3.0) * (1.0 / 6.0)
+  """`relu6(x + 3) * 0.16667`: official DeepLab's `q_sigmoid`
+  (`core/utils.py`, quantizable), also slim MobileNetV3's squeeze-and-
+  excitation gate. The one registration of `deeplab>hard_sigmoid`."""
+  return ops.relu6(x + 3.0) * 0.16667
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -15,9 +15,11 @@ Example:
       model, images, scales=(0.75, 1.0, 1.25), add_flipped_images=True)
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import tensorflow as tf
+
+from deeplab.core.modeling import deeplab_model
 
 
 def validate_scales(scales: Sequence[float], flag_name: str = "eval_scales"
@@ -41,21 +43,6 @@ def validate_scales(scales: Sequence[float], flag_name: str = "eval_scales"
 def is_single_pass(scales: Sequence[float], add_flipped_images: bool) -> bool:
   """True when inference is one plain forward pass."""
   return tuple(float(s) for s in scales) == (1.0,) and not add_flipped_images
-
-
-def split_outputs(outputs) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
-  """(logits, aux_logits or None) of a model with one or two outputs
-  (`[logits, aux_logits]`, or a dict with `logits` and `aux_logits`)."""
-  if isinstance(outputs, (list, tuple)):
-    return outputs[0], (outputs[1] if len(outputs) > 1 else None)
-  if isinstance(outputs, dict):
-    return outputs["logits"], outputs.get("aux_logits")
-  return outputs, None
-
-
-def main_logits(outputs) -> tf.Tensor:
-  """The float32 logits of a model output, dropping auxiliary heads if any."""
-  return tf.cast(split_outputs(outputs)[0], tf.float32)
 
 
 def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -85,7 +72,7 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
   images = tf.cast(images, tf.float32)
   size = tf.shape(images)[1:3]
   if is_single_pass(scales, add_flipped_images):
-    logits = main_logits(model(images, training=False))
+    logits = deeplab_model.main_logits(model(images, training=False))
     logits = _resize(logits, size)
     return tf.nn.softmax(logits, axis=-1), logits
 
@@ -100,7 +87,7 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
       scaled = _resize(images, tf.maximum(scaled_size, 1))
     for flip in ((False, True) if add_flipped_images else (False,)):
       inputs = tf.reverse(scaled, axis=[2]) if flip else scaled
-      logits = main_logits(model(inputs, training=False))
+      logits = deeplab_model.main_logits(model(inputs, training=False))
       if flip:
         logits = tf.reverse(logits, axis=[2])
       probabilities = tf.nn.softmax(_resize(logits, size), axis=-1)

@@ -1,92 +1,21 @@
 """Per-class loss weights: from dataset statistics, or adapted while training.
 
-Two fixed schemes are computed from the training split's label statistics:
-
-* `balanced`: `w_c = N / (K * n_c)` (scikit-learn's "balanced"), where `n_c`
-  is the number of pixels of class c, N their total and K the number of
-  classes present;
-* `median_frequency`: `w_c = median(f) / f_c` with `f_c = n_c / P_c`, where
-  `P_c` is the number of labelled pixels of the images in which c appears
-  (Eigen & Fergus, ICCV 2015; used by SegNet).
-
-Classes that never appear get weight 0 (they have no pixel to weigh).
+`balanced` and `median_frequency` weights are computed from the training
+split's label statistics with the formulas of `datasets/label_stats.py`
+(one implementation, shared with the `dataset_stats` tool).
 
 `AdaptiveClassWeights` keeps running per-class pixel frequencies (an
 exponential moving average over training batches, all replicas summed) and
 gives balanced weights from them, so nothing has to be computed up front.
 """
 
-from typing import Iterable, Optional, Tuple
+from typing import Optional
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
-SCHEMES = ("none", "balanced", "median_frequency", "adaptive")
-
-
-def class_pixel_statistics(labels: Iterable[np.ndarray], num_classes: int,
-                           ignore_label: int) -> Tuple[np.ndarray, np.ndarray]:
-  """Counts pixels per class over label maps.
-
-  Args:
-    labels: Integer label maps (any shape each).
-    num_classes: C; labels >= C other than `ignore_label` are an error.
-    ignore_label: Not counted.
-
-  Returns:
-    (`counts`, `image_pixels`), both int64 [C]: the pixels of each class,
-    and the labelled pixels of the images in which each class appears.
-
-  Raises:
-    ValueError: on a label value that is neither a class nor ignored.
-  """
-  counts = np.zeros(num_classes, np.int64)
-  image_pixels = np.zeros(num_classes, np.int64)
-  for label in labels:
-    label = np.asarray(label).reshape(-1)
-    label = label[label != ignore_label]
-    if label.size and (label.min() < 0 or label.max() >= num_classes):
-      raise ValueError(
-          f"Label value {int(label.max())} is outside [0, {num_classes}) and "
-          f"is not the ignore label {ignore_label}.")
-    image_counts = np.bincount(label, minlength=num_classes)
-    counts += image_counts
-    image_pixels[image_counts > 0] += label.size
-  return counts, image_pixels
-
-
-def balanced_weights(counts: np.ndarray) -> np.ndarray:
-  """`N / (K * n_c)` for present classes, 0 for absent ones."""
-  counts = np.asarray(counts, np.float64)
-  present = counts > 0
-  weights = np.zeros_like(counts)
-  weights[present] = counts.sum() / (present.sum() * counts[present])
-  return weights
-
-
-def median_frequency_weights(counts: np.ndarray,
-                             image_pixels: np.ndarray) -> np.ndarray:
-  """`median(f) / f_c` with `f_c = n_c / P_c`, 0 for absent classes."""
-  counts = np.asarray(counts, np.float64)
-  present = counts > 0
-  frequencies = np.zeros_like(counts)
-  frequencies[present] = counts[present] / np.asarray(image_pixels,
-                                                      np.float64)[present]
-  weights = np.zeros_like(counts)
-  weights[present] = np.median(frequencies[present]) / frequencies[present]
-  return weights
-
-
-def weights_for_scheme(scheme: str, counts: np.ndarray,
-                       image_pixels: np.ndarray) -> np.ndarray:
-  """The weights of `balanced` or `median_frequency` from statistics."""
-  if scheme == "balanced":
-    return balanced_weights(counts)
-  if scheme == "median_frequency":
-    return median_frequency_weights(counts, image_pixels)
-  raise ValueError(f"--class_weighting {scheme!r} is not computed from "
-                   "statistics; use balanced or median_frequency.")
+from deeplab.datasets import label_stats
 
 
 def class_weights_from_tfrecords(dataset_dir: str, split: str,
@@ -107,18 +36,12 @@ def class_weights_from_tfrecords(dataset_dir: str, split: str,
   Returns:
     float32 [C] weights.
   """
-  from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
-  files = tfrecord_io.list_shards(dataset_dir, split)
-  dataset = tf.data.TFRecordDataset(files).map(
-      lambda s: tfrecord_io.parse_example(s)["label"],
-      num_parallel_calls=tf.data.AUTOTUNE)
-  if max_images:
-    dataset = dataset.take(max_images)
-  counts, image_pixels = class_pixel_statistics(
-      (label.numpy() for label in dataset), num_classes, ignore_label)
-  weights = weights_for_scheme(scheme, counts, image_pixels)
+  stats = label_stats.split_statistics(dataset_dir, split, num_classes,
+                                      ignore_label, max_images)
+  weights = label_stats.weights_for_scheme(scheme, stats.counts,
+                                           stats.image_pixels)
   logging.info("Class weights (%s) from %d labelled pixels of %s/%s: %s",
-               scheme, int(counts.sum()), dataset_dir, split,
+               scheme, int(stats.counts.sum()), dataset_dir, split,
                np.array2string(weights, precision=3))
   return weights.astype(np.float32)
 

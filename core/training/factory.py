@@ -4,23 +4,22 @@ The apps call `make_runner` with config dataclasses; tests call it too, so
 what the apps run is what the tests check.
 """
 
+import dataclasses
 from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.training import class_weights as class_weights_lib
 from deeplab.core.training import learning_rate
-from deeplab.core.training import losses
 from deeplab.core.training import model_fn
 from deeplab.core.training import runner as runner_lib
 from deeplab.core.training import transfer
 
-OPTIMIZERS = ("momentum", "adam", "adamw", "rmsprop")
-MIXED_PRECISION = ("", "float16", "bfloat16")
 # Official DeepLab's weight decay: 4e-5, and 1e-4 for ResNet backbones.
 DEFAULT_WEIGHT_DECAY = 4e-5
 RESNET_WEIGHT_DECAY = 1e-4
@@ -35,24 +34,24 @@ def default_weight_decay(model_variant: str) -> float:
           else DEFAULT_WEIGHT_DECAY)
 
 
-def make_learning_rate(train_config: config_lib.TrainConfig
+def make_learning_rate(schedule: config_lib.ScheduleConfig,
+                       training_number_of_steps: int
                        ) -> learning_rate.DeepLabLearningRate:
-  """The learning-rate schedule of `train_config`."""
+  """The learning-rate schedule of a `ScheduleConfig`."""
   return learning_rate.DeepLabLearningRate(
-      base_learning_rate=train_config.base_learning_rate,
-      learning_policy=train_config.learning_policy,
-      decay_steps=(train_config.training_number_of_steps -
-                   train_config.slow_start_step),
-      learning_power=train_config.learning_power,
-      end_learning_rate=train_config.end_learning_rate,
-      learning_rate_decay_step=train_config.learning_rate_decay_step,
-      learning_rate_decay_factor=train_config.learning_rate_decay_factor,
-      slow_start_step=train_config.slow_start_step,
-      slow_start_learning_rate=train_config.slow_start_learning_rate,
-      boundaries=train_config.learning_rate_boundaries,
-      values=train_config.learning_rate_values,
-      warmup_steps=train_config.warmup_steps,
-      warmup_learning_rate=train_config.warmup_learning_rate)
+      base_learning_rate=schedule.base_learning_rate,
+      learning_policy=schedule.learning_policy,
+      decay_steps=training_number_of_steps - schedule.slow_start_step,
+      learning_power=schedule.learning_power,
+      end_learning_rate=schedule.end_learning_rate,
+      learning_rate_decay_step=schedule.learning_rate_decay_step,
+      learning_rate_decay_factor=schedule.learning_rate_decay_factor,
+      slow_start_step=schedule.slow_start_step,
+      slow_start_learning_rate=schedule.slow_start_learning_rate,
+      boundaries=schedule.learning_rate_boundaries,
+      values=schedule.learning_rate_values,
+      warmup_steps=schedule.warmup_steps,
+      warmup_learning_rate=schedule.warmup_learning_rate)
 
 
 def make_optimizer(train_config: config_lib.TrainConfig
@@ -64,49 +63,27 @@ def make_optimizer(train_config: config_lib.TrainConfig
   (`adamw_weight_decay`) on kernels only. Under `mixed_precision=float16`
   the optimizer is wrapped in a `LossScaleOptimizer` (dynamic loss scale).
   """
-  schedule = make_learning_rate(train_config)
-  name = train_config.optimizer
-  if name == "momentum":
-    optimizer = keras.optimizers.SGD(schedule, momentum=train_config.momentum)
-  elif name == "adam":
+  schedule = make_learning_rate(train_config.schedule,
+                                train_config.training_number_of_steps)
+  options = train_config.optimizer
+  if options.optimizer == "momentum":
+    optimizer = keras.optimizers.SGD(schedule, momentum=options.momentum)
+  elif options.optimizer == "adam":
     optimizer = keras.optimizers.Adam(schedule)
-  elif name == "adamw":
+  elif options.optimizer == "adamw":
     optimizer = keras.optimizers.AdamW(
-        schedule, weight_decay=train_config.adamw_weight_decay)
+        schedule, weight_decay=options.adamw_weight_decay)
     optimizer.exclude_from_weight_decay(var_names=list(_NO_DECAY))
-  elif name == "rmsprop":
-    optimizer = keras.optimizers.RMSprop(schedule,
-                                         momentum=train_config.momentum)
-  else:
-    raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; "
-                     f"got {name!r}.")
-  if train_config.mixed_precision == "float16":
+  else:  # rmsprop; OptimizerConfig admits no other.
+    optimizer = keras.optimizers.RMSprop(schedule, momentum=options.momentum)
+  if train_config.distribution.mixed_precision == "float16":
     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
   return optimizer
-
-
-def make_loss_config(train_config: config_lib.TrainConfig,
-                     label_weights: Optional[Sequence[float]] = None
-                     ) -> losses.LossConfig:
-  """The `LossConfig` of `train_config` (`label_weights` overrides its)."""
-  weights = label_weights if label_weights is not None else (
-      train_config.label_weights)
-  return losses.LossConfig(
-      label_weights=tuple(weights) if weights is not None else None,
-      top_k_percent_pixels=train_config.top_k_percent_pixels,
-      hard_example_mining_step=train_config.hard_example_mining_step,
-      label_smoothing=train_config.label_smoothing,
-      focal_gamma=train_config.focal_gamma,
-      focal_alpha=train_config.focal_alpha,
-      aux_loss_weight=train_config.aux_loss_weight)
 
 
 def _model_builder(model_config: config_lib.ModelConfig,
                    mixed_precision: str) -> Callable[[], keras.Model]:
   """Builds the model under the mixed-precision policy, if any."""
-  if mixed_precision not in MIXED_PRECISION:
-    raise ValueError("--mixed_precision must be float16, bfloat16 or empty; "
-                     f"got {mixed_precision!r}.")
 
   def build():
     if not mixed_precision:
@@ -121,18 +98,17 @@ def _model_builder(model_config: config_lib.ModelConfig,
   return build
 
 
-def make_strategy(name: str = "default",
-                  num_gpus: int = 1,
-                  tpu_address: str = "") -> tf.distribute.Strategy:
-  """A `tf.distribute` strategy by name.
+def make_strategy(distribution: config_lib.DistributionConfig
+                  ) -> tf.distribute.Strategy:
+  """The `tf.distribute` strategy of a `DistributionConfig`.
 
-  Args:
-    name: `default` (no distribution), `one_device`, `mirrored` (all local
-      GPUs, or `num_gpus` of them), `multi_worker_mirrored` (from
-      `TF_CONFIG`) or `tpu` (`tpu_address`).
-    num_gpus: GPUs for `mirrored`; 0 means the CPU.
-    tpu_address: The TPU's name or grpc address (`tpu` only).
+  `default` is no distribution (or `mirrored` with `num_gpus` > 1);
+  `one_device`; `mirrored` (all local GPUs, or `num_gpus` of them; 0 means
+  the CPU); `multi_worker_mirrored` (from `TF_CONFIG`); `tpu` (at `tpu`).
   """
+  name, num_gpus = distribution.distribution_strategy, distribution.num_gpus
+  if name == "default" and num_gpus > 1:
+    name = "mirrored"
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "one_device":
@@ -146,16 +122,16 @@ def make_strategy(name: str = "default",
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu=tpu_address)
+        tpu=distribution.tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
   raise ValueError(
-      "--distribution_strategy must be one of default, one_device, mirrored, "
-      f"multi_worker_mirrored, tpu; got {name!r}.")
+      "--distribution_strategy must be one of "
+      f"{', '.join(config_lib.DISTRIBUTION_STRATEGIES)}; got {name!r}.")
 
 
-def _initial_checkpoint_loader(train_config: config_lib.TrainConfig
+def _initial_checkpoint_loader(transfer_config: config_lib.TransferConfig
                                ) -> Optional[Callable[[keras.Model], object]]:
   """`init_fn(model)` loading --tf_initial_checkpoint, or None without one.
 
@@ -163,18 +139,77 @@ def _initial_checkpoint_loader(train_config: config_lib.TrainConfig
     FileNotFoundError: now, rather than after the model is built, when the
       checkpoint does not exist.
   """
-  if not train_config.tf_initial_checkpoint:
+  path = transfer_config.tf_initial_checkpoint
+  if not path:
     return None
-  transfer.resolve_checkpoint(train_config.tf_initial_checkpoint)
+  checkpoints.resolve_checkpoint(path, "tf_initial_checkpoint")
 
   def init_fn(model):
     return transfer.load_initial_checkpoint(
-        model, train_config.tf_initial_checkpoint,
-        initialize_last_layer=train_config.initialize_last_layer,
+        model, path,
+        initialize_last_layer=transfer_config.initialize_last_layer,
         last_layers_contain_logits_only=(
-            train_config.last_layers_contain_logits_only))
+            transfer_config.last_layers_contain_logits_only))
 
   return init_fn
+
+
+def make_loss_config(loss: config_lib.LossConfig, num_classes: int,
+                     label_weights: Optional[Sequence[float]] = None
+                     ) -> config_lib.LossConfig:
+  """`loss`, with computed `label_weights` (which replace its own), checked
+  against the number of classes."""
+  if label_weights is not None:
+    loss = dataclasses.replace(loss, label_weights=tuple(label_weights))
+  if loss.label_weights is not None and len(loss.label_weights) != num_classes:
+    raise ValueError(
+        f"--label_weights has {len(loss.label_weights)} values; the model "
+        f"has {num_classes} classes.")
+  return loss
+
+
+def _task(model_config, ignore_label, train_config, strategy, colormap,
+          label_weights) -> runner_lib.Task:
+  """The runner's `Task`: classes, loss, adaptive weights, model config."""
+  loss = make_loss_config(train_config.loss, model_config.num_classes,
+                          label_weights)
+  if loss.aux_loss_weight and not model_config.aux_head:
+    raise ValueError(
+        f"--aux_loss_weight={loss.aux_loss_weight} needs a model "
+        "with an auxiliary head (ModelConfig.aux_head=True).")
+  adaptive = None
+  if loss.class_weighting == "adaptive":
+    with strategy.scope():
+      adaptive = class_weights_lib.AdaptiveClassWeights(
+          model_config.num_classes, ignore_label)
+  return runner_lib.Task(
+      num_classes=model_config.num_classes, ignore_label=ignore_label,
+      loss_config=loss, adaptive_class_weights=adaptive, colormap=colormap,
+      model_config=model_config)
+
+
+def _run_config(checkpoint: config_lib.CheckpointConfig
+                ) -> runner_lib.RunConfig:
+  return runner_lib.RunConfig(
+      save_interval_steps=checkpoint.save_interval_steps,
+      save_interval_secs=checkpoint.save_interval_secs,
+      max_to_keep=checkpoint.max_to_keep,
+      log_steps=checkpoint.log_steps,
+      image_summary_steps=checkpoint.image_summary_steps)
+
+
+def _train_options(train_config: config_lib.TrainConfig
+                   ) -> runner_lib.TrainOptions:
+  options = train_config.transfer
+  return runner_lib.TrainOptions(
+      freeze_level=options.freeze_level,
+      transfer_steps=options.transfer_steps,
+      last_layer_gradient_multiplier=options.last_layer_gradient_multiplier,
+      last_layers_contain_logits_only=options.last_layers_contain_logits_only,
+      freeze_batch_norm=not options.fine_tune_batch_norm,
+      jit_compile=train_config.distribution.jit_compile,
+      save_input_state=train_config.distribution.deterministic,
+      keep_best_checkpoint=train_config.checkpoint.keep_best_checkpoint)
 
 
 def make_runner(model_config: config_lib.ModelConfig,
@@ -185,77 +220,32 @@ def make_runner(model_config: config_lib.ModelConfig,
                 colormap: Optional[np.ndarray] = None,
                 label_weights: Optional[Sequence[float]] = None
                 ) -> runner_lib.Runner:
-  """A `Runner` for `model_config`.
+  """A training `Runner` for `model_config`.
 
   Args:
-    model_config: The network.
+    model_config: The network; written beside the checkpoints as
+      `model_config.json` when training starts.
     model_dir: The train_logdir (checkpoints, training summaries).
     ignore_label: The dataset's ignore label.
-    train_config: Optimizer, loss, transfer and checkpoint options; needed
-      for training.
+    train_config: Optimizer, loss, transfer and checkpoint options (the
+      defaults when None).
     strategy: A `tf.distribute.Strategy` (the default one when None).
     colormap: Colours for image summaries.
     label_weights: Per-class loss weights computed by the caller (e.g. by
       `class_weights.class_weights_from_tfrecords`); override
-      `train_config.label_weights`.
+      `train_config.loss.label_weights`.
   """
-  train_config = train_config or config_lib.TrainConfig(train_logdir=model_dir)
+  train_config = train_config or config_lib.TrainConfig()
   strategy = strategy or tf.distribute.get_strategy()
-  run_config = runner_lib.RunConfig(
-      save_interval_steps=train_config.save_interval_steps,
-      save_interval_secs=train_config.save_interval_secs,
-      max_to_keep=train_config.max_to_keep,
-      log_steps=train_config.log_steps,
-      image_summary_steps=train_config.image_summary_steps)
-  if train_config.class_weighting not in class_weights_lib.SCHEMES:
-    raise ValueError(
-        f"--class_weighting must be one of "
-        f"{', '.join(class_weights_lib.SCHEMES)}; got "
-        f"{train_config.class_weighting!r}.")
-  adaptive = None
-  if train_config.class_weighting == "adaptive":
-    with strategy.scope():
-      adaptive = class_weights_lib.AdaptiveClassWeights(
-          model_config.num_classes, ignore_label)
-  weights = label_weights if label_weights is not None else (
-      train_config.label_weights)
-  if weights is not None and len(weights) != model_config.num_classes:
-    raise ValueError(
-        f"--label_weights has {len(weights)} values; the model has "
-        f"{model_config.num_classes} classes.")
-
-  if train_config.aux_loss_weight and not model_config.aux_head:
-    raise ValueError(
-        f"--aux_loss_weight={train_config.aux_loss_weight} needs a model "
-        "with an auxiliary head (ModelConfig.aux_head=True).")
-  init_fn = _initial_checkpoint_loader(train_config)
-
-  if train_config.freeze_level not in transfer.FREEZE_LEVELS:
-    raise ValueError(
-        f"--freeze_level must be one of {', '.join(transfer.FREEZE_LEVELS)}; "
-        f"got {train_config.freeze_level!r}.")
-  train_options = runner_lib.TrainOptions(
-      freeze_level=train_config.freeze_level,
-      transfer_steps=train_config.transfer_steps,
-      last_layer_gradient_multiplier=(
-          train_config.last_layer_gradient_multiplier),
-      last_layers_contain_logits_only=(
-          train_config.last_layers_contain_logits_only),
-      jit_compile=train_config.jit_compile,
-      save_input_state=train_config.deterministic,
-      keep_best_checkpoint=train_config.keep_best_checkpoint)
   return runner_lib.Runner(
       model_fn=model_fn.model_fn,
-      build_model=_model_builder(model_config, train_config.mixed_precision),
+      build_model=_model_builder(model_config,
+                                 train_config.distribution.mixed_precision),
       model_dir=model_dir,
-      num_classes=model_config.num_classes,
-      ignore_label=ignore_label,
+      task=_task(model_config, ignore_label, train_config, strategy, colormap,
+                 label_weights),
       build_optimizer=lambda: make_optimizer(train_config),
       strategy=strategy,
-      run_config=run_config,
-      colormap=colormap,
-      freeze_batch_norm=not train_config.fine_tune_batch_norm,
-      init_fn=init_fn,
-      loss_config=make_loss_config(train_config, weights),
-      adaptive_class_weights=adaptive,
-      train_options=train_options)
+      run_config=_run_config(train_config.checkpoint),
+      train_options=_train_options(train_config),
+      init_fn=_initial_checkpoint_loader(train_config.transfer))

@@ -7,7 +7,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-POLICIES = ("poly", "step", "exponential", "cosine", "piecewise")
+from deeplab.core import config as config_lib
+
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
@@ -30,7 +31,7 @@ class DeepLabLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
   Args:
     base_learning_rate: Rate at step 0 of the decay.
-    learning_policy: One of `POLICIES`.
+    learning_policy: One of `config_lib.LEARNING_POLICIES`.
     decay_steps: Steps of the poly decay (usually the training length less
       the slow start).
     learning_power: Power of the poly decay (0.9 in the paper).
@@ -59,9 +60,10 @@ class DeepLabLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                values: Sequence[float] = (),
                warmup_steps: int = 0,
                warmup_learning_rate: float = 0.0):
-    if learning_policy not in POLICIES:
+    if learning_policy not in config_lib.LEARNING_POLICIES:
       raise ValueError(
-          f"--learning_policy must be one of {', '.join(POLICIES)}; got "
+          "--learning_policy must be one of "
+          f"{', '.join(config_lib.LEARNING_POLICIES)}; got "
           f"{learning_policy!r}.")
     if learning_policy == "piecewise" and (
         len(values) != len(boundaries) + 1 or

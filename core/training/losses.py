@@ -10,56 +10,11 @@ as options of the same function, so every combination shares one ignore-label
 and normalisation rule.
 """
 
-import dataclasses
 from typing import Optional, Sequence, Union
 
 import tensorflow as tf
 
-
-@dataclasses.dataclass
-class LossConfig:
-  """How the per-pixel loss is computed (one place for every option).
-
-  Attributes:
-    label_weights: Optional per-class weights (length C); a pixel's loss is
-      multiplied by its class weight, as official `label_weights` does.
-    top_k_percent_pixels: Keep only the hardest fraction of pixels (hard
-      pixel mining); 1.0 keeps all.
-    hard_example_mining_step: Ramp the kept fraction linearly from 1.0 down
-      to `top_k_percent_pixels` over this many steps (0: no ramp), as
-      official DeepLab does.
-    label_smoothing: Mix the one-hot target with the uniform distribution:
-      `(1 - s) * onehot + s / C`.
-    focal_gamma: Focal-loss focusing parameter; 0 is plain cross-entropy.
-    focal_alpha: Focal-loss balance factor multiplying every pixel's loss
-      (1.0: none).
-    aux_loss_weight: Weight of an auxiliary head's loss, for models with a
-      second (auxiliary) logits output; 0 ignores it.
-  """
-
-  label_weights: Optional[Sequence[float]] = None
-  top_k_percent_pixels: float = 1.0
-  hard_example_mining_step: int = 0
-  label_smoothing: float = 0.0
-  focal_gamma: float = 0.0
-  focal_alpha: float = 1.0
-  aux_loss_weight: float = 0.0
-
-  def __post_init__(self):
-    if not 0.0 < self.top_k_percent_pixels <= 1.0:
-      raise ValueError("--top_k_percent_pixels must be in (0, 1], got "
-                       f"{self.top_k_percent_pixels}.")
-    if not 0.0 <= self.label_smoothing < 1.0:
-      raise ValueError("--label_smoothing must be in [0, 1), got "
-                       f"{self.label_smoothing}.")
-    if self.focal_gamma < 0:
-      raise ValueError(f"--focal_gamma must be >= 0, got {self.focal_gamma}.")
-    if self.hard_example_mining_step < 0:
-      raise ValueError("--hard_example_mining_step must be >= 0, got "
-                       f"{self.hard_example_mining_step}.")
-    if self.aux_loss_weight < 0:
-      raise ValueError("--aux_loss_weight must be >= 0, got "
-                       f"{self.aux_loss_weight}.")
+from deeplab.core import config as config_lib
 
 
 def top_k_fraction(top_k_percent_pixels: float,
@@ -174,10 +129,10 @@ def softmax_cross_entropy_loss(logits: tf.Tensor,
 
 
 def loss_from_config(logits: tf.Tensor, labels: tf.Tensor, num_classes: int,
-                     ignore_label: int, config: LossConfig,
+                     ignore_label: int, config: config_lib.LossConfig,
                      global_step=None,
                      label_weights=None) -> tf.Tensor:
-  """`softmax_cross_entropy_loss` with the options of a `LossConfig`.
+  """`softmax_cross_entropy_loss` with the options of a `config_lib.LossConfig`.
 
   Args:
     label_weights: Overrides `config.label_weights` (adaptive weighting

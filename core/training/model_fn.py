@@ -12,8 +12,11 @@ from typing import Any, Dict, Optional, Sequence
 import keras
 import tensorflow as tf
 
+from deeplab.core import config as config_lib
 from deeplab.core.evaluation import metrics
+from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import multiscale
+from deeplab.core.training import losses
 from deeplab.core.training import losses
 from deeplab.core.training import transfer
 
@@ -34,16 +37,15 @@ class ModelFnParams:
     num_classes: Number of classes.
     ignore_label: Label value that is not trained on or scored.
     optimizer: The optimizer; required in TRAIN mode.
-    label_weights: Optional per-class loss weights.
-    top_k_percent_pixels: Hard-pixel mining fraction (1.0 keeps all pixels).
     eval_scales: Input scales averaged in EVAL and PREDICT modes (official
       `eval_scales`); (1.0,) is one plain pass.
     add_flipped_images: Also average left-right flipped inputs (EVAL and
       PREDICT).
-    loss_config: All loss options (`losses.LossConfig`); when None, one is
-      made from `label_weights` and `top_k_percent_pixels`.
+    loss_config: All loss options (`config.LossConfig`); plain
+      cross-entropy when None.
     adaptive_class_weights: Optional `class_weights.AdaptiveClassWeights`,
-      updated by every training batch; its weights replace `label_weights`.
+      updated by every training batch; its weights replace the loss
+      config's `label_weights`.
     gradient_multipliers: Variable path -> gradient multiplier (official
       `last_layer_gradient_multiplier`).
   """
@@ -52,20 +54,16 @@ class ModelFnParams:
   num_classes: int
   ignore_label: int
   optimizer: Optional[keras.optimizers.Optimizer] = None
-  label_weights: Optional[Sequence[float]] = None
-  top_k_percent_pixels: float = 1.0
   eval_scales: Sequence[float] = (1.0,)
   add_flipped_images: bool = False
-  loss_config: Optional[losses.LossConfig] = None
+  loss_config: Optional[config_lib.LossConfig] = None
   adaptive_class_weights: Optional[Any] = None
   gradient_multipliers: Optional[Dict[str, float]] = None
 
-  def get_loss_config(self) -> losses.LossConfig:
-    """`loss_config`, or one made from `label_weights` and `top_k_...`."""
+  def get_loss_config(self) -> config_lib.LossConfig:
+    """`loss_config`, or the default (plain cross-entropy)."""
     if self.loss_config is None:
-      self.loss_config = losses.LossConfig(
-          label_weights=self.label_weights,
-          top_k_percent_pixels=self.top_k_percent_pixels)
+      self.loss_config = config_lib.LossConfig()
     return self.loss_config
 
 
@@ -162,7 +160,7 @@ def model_fn(features: Dict[str, tf.Tensor],
     label_weights = params.adaptive_class_weights.update(labels)
   with tf.GradientTape() as tape:
     # A model with an auxiliary head returns [logits, aux_logits].
-    logits, aux_logits = multiscale.split_outputs(
+    logits, aux_logits = deeplab_model.split_outputs(
         model(images, training=True))
     data_loss, loss = _losses(logits, labels, params,
                               global_step=optimizer.iterations,

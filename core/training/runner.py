@@ -1,14 +1,16 @@
-"""An estimator-style runner: train, evaluate, train_and_evaluate, export.
+"""An estimator-style runner: train, evaluate, train_and_evaluate.
 
 `tf.estimator` is gone since TF 2.16. This runner keeps its contract: the
 caller gives an `input_fn` and a `model_fn(features, labels, mode, params)`,
 and the runner owns the loop, the `tf.distribute` strategy, resumable
-checkpoints in `model_dir` and the TensorBoard summaries.
+checkpoints in `model_dir` and the TensorBoard summaries. Evaluation is
+`core/evaluation/model_eval.py`'s (which `evaluate.py` uses without a
+runner); restores go through `core/checkpoints.py`.
 
 Example:
 
   runner = Runner(model_fn.model_fn, build_model, model_dir="/tmp/run",
-                  num_classes=21, ignore_label=255,
+                  task=Task(num_classes=21, ignore_label=255),
                   build_optimizer=lambda: keras.optimizers.SGD(0.01))
   runner.train(train_input_fn, max_steps=1000)
   metrics = runner.evaluate(eval_input_fn)
@@ -16,28 +18,24 @@ Example:
 
 import contextlib
 import dataclasses
-import json
 import os
-import re
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
-from deeplab.core import io_utils
-from deeplab.core.evaluation import metrics as metrics_lib
-from deeplab.core.export import saved_model
+from deeplab.core import checkpoints
+from deeplab.core import config as config_lib
+from deeplab.core.evaluation import model_eval
 from deeplab.core.modeling import layers as deeplab_layers
-from deeplab.core.modeling import multiscale
+from deeplab.core.training import best_checkpoint
 from deeplab.core.training import preemption
 from deeplab.core.training import transfer
 from deeplab.core.training.model_fn import ModeKeys
 from deeplab.core.training.model_fn import ModelFnParams
-
-_CHECKPOINT_NAME = re.compile(r"ckpt-(\d+)$")
 
 
 @dataclasses.dataclass
@@ -73,6 +71,8 @@ class TrainOptions:
     last_layer_gradient_multiplier: Official gradient multiplier of the
       last layers (biases get twice it).
     last_layers_contain_logits_only: The last layers are the logits only.
+    freeze_batch_norm: Keep BatchNorm statistics and parameters fixed
+      (official `fine_tune_batch_norm=False`).
     jit_compile: Compile the per-replica step with XLA.
     save_input_state: Resume the input exactly where it was, so a resumed
       run sees the batches an uninterrupted run would (`--deterministic`).
@@ -88,19 +88,34 @@ class TrainOptions:
   transfer_steps: int = 0
   last_layer_gradient_multiplier: float = 1.0
   last_layers_contain_logits_only: bool = False
+  freeze_batch_norm: bool = False
   jit_compile: bool = False
   save_input_state: bool = False
   keep_best_checkpoint: bool = True
 
 
-BEST_DIR = "best"
-BEST_METRICS = "best_metrics.json"
+@dataclasses.dataclass
+class Task:
+  """What is learned: classes, loss, and the model config to save.
 
+  Attributes:
+    num_classes: Number of classes.
+    ignore_label: Label value that is neither trained on nor scored.
+    loss_config: All loss options (default cross-entropy when None).
+    adaptive_class_weights: Optional `class_weights.AdaptiveClassWeights`
+      (built under the strategy scope; checkpointed with the model).
+    colormap: [N, 3] uint8 colours for image summaries.
+    model_config: The `ModelConfig` that `build_model` builds; written as
+      `model_dir/model_config.json` when training starts, so evaluation,
+      export and a resumed run build the same model.
+  """
 
-def step_of_checkpoint(path: str) -> int:
-  """The global step a checkpoint was saved at, from its `ckpt-N` name."""
-  match = _CHECKPOINT_NAME.search(path)
-  return int(match.group(1)) if match else 0
+  num_classes: int
+  ignore_label: int
+  loss_config: Optional[config_lib.LossConfig] = None
+  adaptive_class_weights: Optional[Any] = None
+  colormap: Optional[np.ndarray] = None
+  model_config: Optional[config_lib.ModelConfig] = None
 
 
 def _format_duration(seconds: float) -> str:
@@ -109,6 +124,36 @@ def _format_duration(seconds: float) -> str:
   minutes, seconds = divmod(rest, 60)
   return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else (
       f"{minutes}:{seconds:02d}")
+
+
+class _Progress:
+  """Logs the loss, rate and ETA, and writes the scalar summaries."""
+
+  def __init__(self, step: int, total_steps: int):
+    self.total_steps = total_steps
+    self._start, self._step, self._images = time.time(), step, 0
+
+  def add_images(self, count: int):
+    self._images += count
+
+  def log(self, step: int, loss: float, data_loss: float,
+          learning_rate: float):
+    now = time.time()
+    elapsed = max(now - self._start, 1e-9)
+    rate = (step - self._step) / elapsed
+    images_per_sec = self._images / elapsed
+    logging.info(
+        "step %d/%d  loss %.4f  (cross-entropy %.4f)  lr %.3g  %.2f steps/s  "
+        "%.1f images/s  ETA %s", step, self.total_steps, loss, data_loss,
+        learning_rate, rate, images_per_sec,
+        _format_duration((self.total_steps - step) / max(rate, 1e-9)))
+    for name, value in (("loss/total", loss), ("loss/cross_entropy", data_loss),
+                        ("loss/regularization", loss - data_loss),
+                        ("learning_rate", learning_rate),
+                        ("steps_per_sec", rate),
+                        ("images_per_sec", images_per_sec)):
+      tf.summary.scalar(name, value, step=step)
+    self._start, self._step, self._images = now, step, 0
 
 
 def _seed_generator_states(model: keras.Model) -> list:
@@ -120,76 +165,50 @@ def _seed_generator_states(model: keras.Model) -> list:
   return states
 
 
-def colorize(labels: tf.Tensor, colormap: np.ndarray) -> tf.Tensor:
-  """Colours integer label maps [B, H, W] with a colormap, as uint8 RGB."""
-  palette = np.zeros((256, 3), np.uint8)
-  palette[:len(colormap)] = np.asarray(colormap)[:256]
-  indices = tf.clip_by_value(tf.cast(labels, tf.int32), 0, 255)
-  return tf.gather(tf.constant(palette), indices)
-
-
 class Runner:
-  """Trains, evaluates and exports one model under a `tf.distribute` strategy.
+  """Trains and evaluates one model under a `tf.distribute` strategy.
 
   Args:
     model_fn: `model_fn(features, labels, mode, params) -> ModelSpec`.
     build_model: Returns a new Keras model; called under the strategy scope.
     model_dir: Checkpoints and training summaries go here (the official
       `train_logdir`). Training resumes from the latest checkpoint in it.
-    num_classes: Number of classes.
-    ignore_label: Label value that is neither trained on nor scored.
+    task: A `Task`: classes, loss options, colours, model config.
     build_optimizer: Returns the optimizer (needed for training).
     strategy: A `tf.distribute.Strategy`; the default strategy when None.
     run_config: A `RunConfig`.
-    colormap: [N, 3] uint8 colours for image summaries.
-    label_weights: Optional per-class loss weights.
-    top_k_percent_pixels: Hard-pixel mining fraction.
-    freeze_batch_norm: Keep BatchNorm statistics and parameters fixed
-      (official `fine_tune_batch_norm=False`).
+    train_options: A `TrainOptions`.
     init_fn: Optional `init_fn(model)` run once when training starts from
       scratch (no checkpoint in `model_dir`), e.g. to load initial weights.
       Its return value is kept as `init_report`.
-    loss_config: A `losses.LossConfig` (overrides `label_weights` and
-      `top_k_percent_pixels`).
-    adaptive_class_weights: Optional `class_weights.AdaptiveClassWeights`
-      (built under the strategy scope; checkpointed with the model).
-    train_options: A `TrainOptions`.
   """
 
   def __init__(self,
                model_fn: Callable,
                build_model: Callable[[], keras.Model],
                model_dir: str,
-               num_classes: int,
-               ignore_label: int,
-               build_optimizer: Optional[Callable[[], keras.optimizers.Optimizer]] = None,
+               task: Task,
+               build_optimizer: Optional[
+                   Callable[[], keras.optimizers.Optimizer]] = None,
                strategy: Optional[tf.distribute.Strategy] = None,
                run_config: Optional[RunConfig] = None,
-               colormap: Optional[np.ndarray] = None,
-               label_weights: Optional[Sequence[float]] = None,
-               top_k_percent_pixels: float = 1.0,
-               freeze_batch_norm: bool = False,
-               init_fn: Optional[Callable[[keras.Model], object]] = None,
-               loss_config=None,
-               adaptive_class_weights=None,
-               train_options: Optional[TrainOptions] = None):
+               train_options: Optional[TrainOptions] = None,
+               init_fn: Optional[Callable[[keras.Model], object]] = None):
     if not model_dir:
       raise ValueError("The runner needs a model_dir (--train_logdir).")
     self.model_fn = model_fn
     self.model_dir = model_dir
+    self.task = task
     self.strategy = strategy or tf.distribute.get_strategy()
     self.run_config = run_config or RunConfig()
-    self.colormap = colormap if colormap is not None else np.zeros((1, 3))
+    self.train_options = train_options or TrainOptions()
     self._build_model = build_model
     self._build_optimizer = build_optimizer
     self._init_fn = init_fn
-    self._freeze_batch_norm = freeze_batch_norm
     self._params = ModelFnParams(
-        model=None, num_classes=num_classes, ignore_label=ignore_label,
-        label_weights=label_weights, top_k_percent_pixels=top_k_percent_pixels,
-        loss_config=loss_config,
-        adaptive_class_weights=adaptive_class_weights)
-    self.train_options = train_options or TrainOptions()
+        model=None, num_classes=task.num_classes,
+        ignore_label=task.ignore_label, loss_config=task.loss_config,
+        adaptive_class_weights=task.adaptive_class_weights)
     self.init_report = None
     self.preempted = False
     self._applied_freeze_level = None
@@ -203,7 +222,7 @@ class Runner:
     # input pipeline and the traced step functions are built only once.
     self._train_input = None  # (input_fn, iterator)
     self._train_step = None
-    self._eval_step = None
+    self._evaluator = None
 
   # === Model, optimizer and checkpoints ===
 
@@ -213,7 +232,7 @@ class Runner:
     if self._params.model is None:
       with self.strategy.scope():
         model = self._build_model()
-        if self._freeze_batch_norm:
+        if self.train_options.freeze_batch_norm:
           deeplab_layers.freeze_batch_norm(model)
       self._params.model = model
     return self._params.model
@@ -279,7 +298,7 @@ class Runner:
 
   def latest_checkpoint(self) -> Optional[str]:
     """The newest checkpoint in `model_dir`, or None."""
-    return tf.train.latest_checkpoint(self.model_dir)
+    return checkpoints.latest_checkpoint(self.model_dir)
 
   def _save(self) -> str:
     step = self.global_step
@@ -298,7 +317,8 @@ class Runner:
     """Saves the current step unless its checkpoint exists (every worker
     decides alike: their managers saw the same saves)."""
     latest = self._checkpoint_manager().latest_checkpoint
-    if latest is not None and step_of_checkpoint(latest) == self.global_step:
+    if latest is not None and (
+        checkpoints.step_of_checkpoint(latest) == self.global_step):
       self._last_saved_path = os.path.join(self.model_dir,
                                            os.path.basename(latest))
       return self._last_saved_path
@@ -311,7 +331,7 @@ class Runner:
     raise preemption.TrainingPreempted(self.global_step,
                                        self._last_saved_path)
 
-  def _start_cluster_preemption(self) -> bool:
+  def _start_cluster_preemption(self) -> Optional[bool]:
     """Creates the cluster handler, which restores the latest checkpoint.
 
     Returns:
@@ -331,7 +351,7 @@ class Runner:
     return handler.restored_path is not None
 
   def restore_model(self, checkpoint_path: Optional[str] = None) -> str:
-    """Loads model weights (no optimizer state) for evaluation or export.
+    """Loads model weights (no optimizer state): `checkpoints.restore_model`.
 
     Args:
       checkpoint_path: A checkpoint prefix, or a folder whose latest
@@ -339,23 +359,47 @@ class Runner:
 
     Returns:
       The checkpoint prefix that was loaded.
+    """
+    return checkpoints.restore_model(
+        self.model, checkpoint_path or self.model_dir, "checkpoint_dir")
+
+  def _restore_for_training(self) -> bool:
+    """Restores the latest checkpoint (and the input position if saved).
 
     Raises:
-      FileNotFoundError: naming the folder, when it holds no checkpoint.
+      checkpoints.CheckpointMismatchError: listing the weights, when the
+        model (built from changed model flags) does not fit it.
     """
-    path = checkpoint_path or self.model_dir
-    if tf.io.gfile.isdir(path):
-      latest = tf.train.latest_checkpoint(path)
-      if latest is None:
-        raise FileNotFoundError(
-            f"No checkpoint found in {path!r}: train first, or pass "
-            "--checkpoint_dir / --checkpoint_path of a trained model.")
-      path = latest
-    elif not tf.io.gfile.exists(path + ".index"):
-      raise FileNotFoundError(
-          f"Checkpoint {path!r} does not exist (no {path}.index).")
-    tf.train.Checkpoint(model=self.model).restore(path).expect_partial()
-    return path
+    latest = self.latest_checkpoint()
+    if latest is None:
+      return False
+    checkpoints.check_model_matches(self.model, latest, "train_logdir")
+    status = self._checkpoint.restore(latest)
+    try:
+      status.assert_existing_objects_matched()
+    except AssertionError:
+      if not self._checkpoint_input():
+        raise
+      # Saved without --deterministic: the model resumes, the input restarts.
+      logging.warning("%s holds no input position; the input pipeline "
+                      "restarts from its beginning.", latest)
+      status.expect_partial()
+    logging.info("Resumed from %s at step %d.", latest, self.global_step)
+    return True
+
+  def _restore_or_initialize(self):
+    """Resumes from `model_dir`, or runs `init_fn`; then records the model
+    config beside the checkpoints."""
+    self._restored = True
+    restored = None
+    if preemption.uses_cluster_handler(self.strategy):
+      restored = self._start_cluster_preemption()
+    if restored is None:
+      restored = self._restore_for_training()
+    if not restored and self._init_fn is not None:
+      self.init_report = self._init_fn(self.model)
+    if self.is_chief and self.task.model_config is not None:
+      checkpoints.write_model_config(self.model_dir, self.task.model_config)
 
   # === Training ===
 
@@ -433,30 +477,37 @@ class Runner:
       return
     if level != "none" or self._applied_freeze_level is not None:
       frozen = transfer.apply_freeze_level(
-          self.model, level, freeze_batch_norm=self._freeze_batch_norm)
+          self.model, level,
+          freeze_batch_norm=self.train_options.freeze_batch_norm)
       logging.info("Step %d: freeze level %r: %d layers frozen%s.", step,
                    level, len(frozen),
                    f" ({frozen[0]} ... {frozen[-1]})" if frozen else "")
     self._applied_freeze_level = level
     self._train_step = None  # The trainable variables changed.
 
-  def _restore_for_training(self) -> bool:
-    """Restores the latest checkpoint (and the input position if saved)."""
-    latest = tf.train.latest_checkpoint(self.model_dir)
-    if latest is None:
-      return False
-    status = self._checkpoint.restore(latest)
-    try:
-      status.assert_existing_objects_matched()
-    except AssertionError:
-      if not self._checkpoint_input():
-        raise
-      # Saved without --deterministic: the model resumes, the input restarts.
-      logging.warning("%s holds no input position; the input pipeline "
-                      "restarts from its beginning.", latest)
-      status.expect_partial()
-    logging.info("Resumed from %s at step %d.", latest, self.global_step)
-    return True
+  def _prepare_training(self, input_fn: Callable):
+    """Restores (once) and returns the training iterator of `input_fn`."""
+    self._checkpoint_manager()
+
+    def is_new_input():
+      return self._train_input is None or self._train_input[0] is not input_fn
+
+    if is_new_input() and self._checkpoint_input():
+      # A plain tf.data iterator is checkpointable (a distributed one is not).
+      iterator = iter(input_fn(tf.distribute.InputContext()))
+      self._checkpoint.input_iterator = iterator
+      self._train_input = (input_fn, iterator)
+    if not self._restored:
+      self._restore_or_initialize()
+    if is_new_input():
+      skip = self.global_step if self.train_options.save_input_state else 0
+      self._train_input = (input_fn,
+                           iter(self._distributed_dataset(input_fn, skip)))
+    if self._params.gradient_multipliers is None:
+      self._params.gradient_multipliers = transfer.gradient_multipliers(
+          self.model, self.train_options.last_layer_gradient_multiplier,
+          self.train_options.last_layers_contain_logits_only)
+    return self._train_input[1]
 
   def train(self, input_fn: Callable, max_steps: int,
             total_steps: Optional[int] = None) -> int:
@@ -487,45 +538,13 @@ class Runner:
         last good checkpoint is kept.
       preemption.TrainingPreempted: after saving, on SIGTERM.
     """
-    manager = self._checkpoint_manager()
-    optimizer = self._params.optimizer
-    new_input = self._train_input is None or self._train_input[0] is not input_fn
-    if new_input and self._checkpoint_input():
-      # A plain tf.data iterator is checkpointable (a distributed one is not).
-      iterator = iter(input_fn(tf.distribute.InputContext()))
-      self._checkpoint.input_iterator = iterator
-      self._train_input = (input_fn, iterator)
-    if not self._restored:
-      self._restored = True
-      restored = None
-      if preemption.uses_cluster_handler(self.strategy):
-        restored = self._start_cluster_preemption()
-      if restored is None:
-        restored = self._restore_for_training()
-      if not restored and self._init_fn is not None:
-        self.init_report = self._init_fn(self.model)
-    if self._train_input is None or self._train_input[0] is not input_fn:
-      skip = self.global_step if self.train_options.save_input_state else 0
-      self._train_input = (input_fn,
-                           iter(self._distributed_dataset(input_fn, skip)))
-    iterator = self._train_input[1]
-    start_step = self.global_step
-    if start_step >= max_steps:
+    iterator = self._prepare_training(input_fn)
+    if self.global_step >= max_steps:
       logging.info("Step %d already reached max_steps %d; nothing to train.",
-                   start_step, max_steps)
-      return start_step
-
-    if self._params.gradient_multipliers is None:
-      self._params.gradient_multipliers = transfer.gradient_multipliers(
-          self.model, self.train_options.last_layer_gradient_multiplier,
-          self.train_options.last_layers_contain_logits_only)
+                   self.global_step, max_steps)
+      return self.global_step
     writer = (tf.summary.create_file_writer(self.model_dir) if self.is_chief
               else tf.summary.create_noop_writer())
-    config = self.run_config
-    total_steps = total_steps or max_steps
-    last_save_time = time.time()
-    window_start, window_step, window_images = time.time(), start_step, 0
-    step = start_step
     cluster = self._cluster_preemption
     with contextlib.ExitStack() as stack:
       stack.enter_context(writer.as_default())
@@ -534,100 +553,75 @@ class Runner:
       sigterm = stack.enter_context(
           cluster.watching() if cluster else preemption.SigtermWatcher())
       stack.callback(writer.flush)
-      while step < max_steps:
-        self._apply_freeze_level(step)
-        if self._train_step is None:
-          self._train_step = self._make_train_step()
-        requests = tf.constant([
-            float(getattr(sigterm, "requested", False)),
-            float(time.time() - last_save_time > config.save_interval_secs)])
-        if cluster:
-          loss, data_loss, batch, requests = cluster.run(
-              self._train_step, iterator, requests)
-        else:
-          loss, data_loss, batch, requests = self._train_step(
-              iterator, requests)
-        stop, save_due = requests.numpy() > 0
-        step = self.global_step
-        window_images += int(batch)
-        loss_value = float(loss)
-        if not np.isfinite(loss_value):
-          raise FloatingPointError(
-              f"Loss became {loss_value} at step {step}; stopping. The last "
-              f"good checkpoint is {manager.latest_checkpoint}.")
-        if stop:
-          path = self._save()
-          self.preempted = True
-          raise preemption.TrainingPreempted(step, path)
-        if step % config.log_steps == 0 or step == max_steps:
-          now = time.time()
-          elapsed = max(now - window_start, 1e-9)
-          rate = (step - window_step) / elapsed
-          learning_rate = float(optimizer.learning_rate)
-          logging.info(
-              "step %d/%d  loss %.4f  (cross-entropy %.4f)  lr %.3g  "
-              "%.2f steps/s  %.1f images/s  ETA %s", step, total_steps,
-              loss_value, float(data_loss), learning_rate, rate,
-              window_images / elapsed,
-              _format_duration((total_steps - step) / max(rate, 1e-9)))
-          tf.summary.scalar("loss/total", loss_value, step=step)
-          tf.summary.scalar("loss/cross_entropy", data_loss, step=step)
-          tf.summary.scalar("loss/regularization",
-                            loss_value - float(data_loss), step=step)
-          tf.summary.scalar("learning_rate", learning_rate, step=step)
-          tf.summary.scalar("steps_per_sec", rate, step=step)
-          tf.summary.scalar("images_per_sec", window_images / elapsed,
-                            step=step)
-          window_start, window_step, window_images = now, step, 0
-        if config.image_summary_steps and step % config.image_summary_steps == 0:
-          if not self.train_options.save_input_state:
-            # Draws a batch of its own, which a deterministic run must not.
-            self._write_image_summaries(iterator, step)
-        if step % config.save_interval_steps == 0 or save_due:
-          self._save()
-          last_save_time = time.time()
-    if manager.latest_checkpoint is None or step_of_checkpoint(
-        manager.latest_checkpoint) != step:
-      self._save()
+      step = self._train_loop(iterator, max_steps, total_steps or max_steps,
+                              sigterm)
+    self._save_unless_saved()
     writer.flush()
     return step
+
+  def _train_loop(self, iterator, max_steps: int, total_steps: int,
+                  sigterm) -> int:
+    """Runs steps until `max_steps`: logs, summarises and saves on the way."""
+    config = self.run_config
+    progress = _Progress(self.global_step, total_steps)
+    last_save_time = time.time()
+    step = self.global_step
+    while step < max_steps:
+      loss, data_loss, batch, stop, save_due = self._run_step(
+          iterator, getattr(sigterm, "requested", False),
+          time.time() - last_save_time > config.save_interval_secs)
+      step = self.global_step
+      progress.add_images(batch)
+      if not np.isfinite(loss):
+        raise FloatingPointError(
+            f"Loss became {loss} at step {step}; stopping. The last good "
+            f"checkpoint is {self._checkpoint_manager().latest_checkpoint}.")
+      if stop:
+        path = self._save()
+        self.preempted = True
+        raise preemption.TrainingPreempted(step, path)
+      if step % config.log_steps == 0 or step == max_steps:
+        progress.log(step, loss, data_loss,
+                     float(self._params.optimizer.learning_rate))
+      if (config.image_summary_steps and step % config.image_summary_steps == 0
+          and not self.train_options.save_input_state):
+        # Draws a batch of its own, which a deterministic run must not.
+        self._write_image_summaries(iterator, step)
+      if step % config.save_interval_steps == 0 or save_due:
+        self._save()
+        last_save_time = time.time()
+    return step
+
+  def _run_step(self, iterator, stop_requested: bool, save_requested: bool):
+    """One optimizer step on every replica.
+
+    Returns:
+      (loss, cross-entropy, images in the global batch, stop, save), where
+      stop and save are what the replicas agreed on.
+    """
+    self._apply_freeze_level(self.global_step)
+    if self._train_step is None:
+      self._train_step = self._make_train_step()
+    requests = tf.constant([float(stop_requested), float(save_requested)])
+    if self._cluster_preemption:
+      loss, data_loss, batch, requests = self._cluster_preemption.run(
+          self._train_step, iterator, requests)
+    else:
+      loss, data_loss, batch, requests = self._train_step(iterator, requests)
+    stop, save = requests.numpy() > 0
+    return float(loss), float(data_loss), int(batch), stop, save
 
   def _write_image_summaries(self, iterator, step: int):
     """Input, coloured ground truth and coloured prediction of a few images."""
     features, labels = next(iterator)
-    images = self.strategy.experimental_local_results(features["image"])[0]
-    labels = self.strategy.experimental_local_results(labels)[0]
-    count = self.run_config.num_summary_images
-    images, labels = images[:count], labels[:count]
-    # main_logits: a model with an auxiliary head returns [logits, aux].
-    predictions = tf.argmax(
-        multiscale.main_logits(self.model(images, training=False)), axis=-1)
-    tf.summary.image("image", tf.cast(images, tf.uint8), step=step,
-                     max_outputs=count)
-    tf.summary.image("label", colorize(labels, self.colormap), step=step,
-                     max_outputs=count)
-    tf.summary.image("prediction", colorize(predictions, self.colormap),
-                     step=step, max_outputs=count)
+    local = self.strategy.experimental_local_results
+    model_eval.write_image_summaries(
+        self.model, local(features["image"])[0], local(labels)[0], step,
+        self.task.colormap if self.task.colormap is not None
+        else np.zeros((1, 3), np.uint8),
+        self.run_config.num_summary_images)
 
   # === Evaluation ===
-
-  def _make_eval_step(self):
-    params = self._params
-    model_fn = self.model_fn
-
-    def step_fn(features, labels):
-      spec = model_fn(features, labels, ModeKeys.EVAL, params)
-      return (spec.metric_updates["confusion_matrix"],
-              tf.shape(labels, out_type=tf.int64)[0])
-
-    @tf.function
-    def eval_step(features, labels):
-      confusion, count = self.strategy.run(step_fn, args=(features, labels))
-      total = tf.distribute.ReduceOp.SUM
-      return (self.strategy.reduce(total, confusion, axis=None),
-              self.strategy.reduce(total, count, axis=None))
-
-    return eval_step
 
   def evaluate(self,
                input_fn: Callable,
@@ -635,7 +629,8 @@ class Runner:
                eval_dir: Optional[str] = None,
                eval_scales: Sequence[float] = (1.0,),
                add_flipped_images: bool = False) -> Dict[str, object]:
-    """Scores one checkpoint on one pass over the eval data.
+    """Scores one checkpoint on one pass over the eval data
+    (`model_eval.ModelEvaluator`).
 
     Args:
       input_fn: Eval `input_fn` (one pass, padded to the eval crop size, or
@@ -651,49 +646,18 @@ class Runner:
       `global_step`, `checkpoint_path` and `confusion_matrix`.
     """
     path = self.restore_model(checkpoint_path)
-    step = step_of_checkpoint(path)
-    inference = (tuple(float(x) for x in eval_scales), bool(add_flipped_images))
-    if inference != (tuple(self._params.eval_scales),
-                     self._params.add_flipped_images):
-      self._params.eval_scales, self._params.add_flipped_images = inference
-      self._eval_step = None  # Retrace with the new scales.
-    if self._eval_step is None:
-      self._eval_step = self._make_eval_step()
-    eval_step = self._eval_step
-    num_classes = self._params.num_classes
-    confusion = np.zeros((num_classes, num_classes), np.int64)
-    num_images = 0
-    first_batch = None
-    start = time.time()
-    for features, labels in self._distributed_dataset(input_fn):
-      batch_confusion, count = eval_step(features, labels)
-      confusion += batch_confusion.numpy()
-      num_images += int(count)
-      if first_batch is None:
-        first_batch = (features, labels)
-    if num_images == 0:
-      raise ValueError("The eval split yielded no images.")
-    results = metrics_lib.metrics_from_confusion_matrix(confusion)
-    results.update(num_images=num_images, global_step=step,
-                   checkpoint_path=path, confusion_matrix=confusion.tolist())
-    logging.info("Evaluated %s on %d images in %.1fs: mIoU %.4f, pixel "
-                 "accuracy %.4f", path, num_images, time.time() - start,
-                 results["miou"], results["pixel_accuracy"])
+    if self._evaluator is None:
+      self._evaluator = model_eval.ModelEvaluator(
+          self.model, self.task.num_classes, self.task.ignore_label,
+          self.strategy, self.task.colormap)
+    results = self._evaluator.evaluate(input_fn, eval_scales,
+                                       add_flipped_images)
+    step = checkpoints.step_of_checkpoint(path)
+    results.update(global_step=step, checkpoint_path=path)
     if eval_dir:
-      self._write_eval_summaries(eval_dir, results, first_batch, step)
+      self._evaluator.write_summaries(eval_dir, results, step,
+                                      self.run_config.num_summary_images)
     return results
-
-  def _write_eval_summaries(self, eval_dir, results, first_batch, step):
-    writer = tf.summary.create_file_writer(eval_dir)
-    with writer.as_default():
-      tf.summary.scalar("miou", results["miou"], step=step)
-      tf.summary.scalar("pixel_accuracy", results["pixel_accuracy"], step=step)
-      for class_id, iou in enumerate(results["per_class_iou"]):
-        if iou is not None:
-          tf.summary.scalar(f"class_iou/{class_id}", iou, step=step)
-      iterator = iter([first_batch])
-      self._write_image_summaries(iterator, step)
-    writer.flush()
 
   def train_and_evaluate(self, train_input_fn: Callable,
                          eval_input_fn: Callable, max_steps: int,
@@ -702,75 +666,18 @@ class Runner:
     """Alternates training for `eval_every_steps` and evaluating.
 
     With `train_options.keep_best_checkpoint`, the checkpoint of the best
-    mIoU so far is copied into `model_dir/best` (see `keep_if_best`).
+    mIoU so far is copied into `model_dir/best`
+    (`best_checkpoint.keep_if_best`).
 
     Returns:
       The metrics of the last evaluation.
     """
-    latest = self.latest_checkpoint()
-    step = step_of_checkpoint(latest) if latest else 0
+    step = checkpoints.step_of_checkpoint(self.latest_checkpoint())
     while True:
       target = min(max_steps, (step // eval_every_steps + 1) * eval_every_steps)
       step = self.train(train_input_fn, target, total_steps=max_steps)
       results = self.evaluate(eval_input_fn, eval_dir=eval_dir)
       if self.train_options.keep_best_checkpoint and self.is_chief:
-        self.keep_if_best(results)
+        best_checkpoint.keep_if_best(self.model_dir, results)
       if step >= max_steps:
         return results
-
-  def best_metrics(self) -> Optional[Dict[str, object]]:
-    """The metrics of the checkpoint in `model_dir/best`, or None."""
-    path = os.path.join(self.model_dir, BEST_DIR, BEST_METRICS)
-    if not tf.io.gfile.exists(path):
-      return None
-    with tf.io.gfile.GFile(path) as f:
-      return json.load(f)
-
-  def keep_if_best(self, results: Dict[str, object]) -> bool:
-    """Copies the evaluated checkpoint to `model_dir/best` if its mIoU is
-    the best so far (survives restarts: the best mIoU is read back from
-    `best/best_metrics.json`). The folder is replaced atomically.
-
-    Returns:
-      Whether the checkpoint became the best.
-    """
-    best = self.best_metrics()
-    if best is not None and best["miou"] >= results["miou"]:
-      return False
-    source = results["checkpoint_path"]
-    name = os.path.basename(source)
-    final = os.path.join(self.model_dir, BEST_DIR)
-    staging = os.path.join(self.model_dir, f".{BEST_DIR}-tmp")
-    if tf.io.gfile.exists(staging):
-      tf.io.gfile.rmtree(staging)
-    tf.io.gfile.makedirs(staging)
-    for path in tf.io.gfile.glob(source + ".*"):
-      tf.io.gfile.copy(path, os.path.join(staging, os.path.basename(path)))
-    with tf.io.gfile.GFile(os.path.join(staging, "checkpoint"), "w") as f:
-      f.write(f'model_checkpoint_path: "{name}"\n'
-              f'all_model_checkpoint_paths: "{name}"\n')
-    io_utils.atomic_write_json(os.path.join(staging, BEST_METRICS), {
-        "miou": results["miou"], "global_step": results["global_step"],
-        "checkpoint": name})
-    old = os.path.join(self.model_dir, f".{BEST_DIR}-old")
-    if tf.io.gfile.exists(final):
-      tf.io.gfile.rename(final, old, overwrite=True)
-    tf.io.gfile.rename(staging, final)
-    if tf.io.gfile.exists(old):
-      tf.io.gfile.rmtree(old)
-    logging.info("New best mIoU %.4f at step %d: copied %s to %s",
-                 results["miou"], results["global_step"], name, final)
-    return True
-
-  # === Export ===
-
-  def export(self, export_path: str, checkpoint_path: Optional[str] = None,
-             version: Optional[int] = None) -> str:
-    """Writes a TF Serving SavedModel `export_path/<version>/`.
-
-    Returns:
-      The folder of the new version.
-    """
-    self.restore_model(checkpoint_path)
-    return saved_model.export_saved_model(self.model, export_path,
-                                       version=version)

@@ -20,9 +20,8 @@ the backbone comes from a fitted classifier, not a random one.
 
 Checkpoints are object-based (`tf.train.Checkpoint(model=...)`, with or
 without `optimizer`): our own `train_logdir` checkpoints and those written
-by `core/modeling/import_weights.py`. `load_initial_checkpoint` walks the
-checkpoint's object graph alongside the live model, so each variable is
-matched by its place in the model (not by a name that could drift), and it
+by `core/import_weights.py`. `load_initial_checkpoint` matches each variable
+by its place in the model (`core/checkpoints.match_variables`), and it
 reports what it loaded, skipped and could not find.
 """
 
@@ -33,13 +32,12 @@ from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from deeplab.core import checkpoints
+from deeplab.core import config as config_lib
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import layers as deeplab_layers
 
-FREEZE_LEVELS = ("none", "backbone", "all_but_logits")
-_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
 def last_layer_names(last_layers_contain_logits_only: bool) -> Set[str]:
@@ -71,62 +69,6 @@ class TransferReport:
             f"(last layers), {len(self.missing)} not in the checkpoint.")
 
 
-def resolve_checkpoint(path: str) -> str:
-  """A checkpoint prefix from a prefix or a folder (its latest checkpoint).
-
-  Raises:
-    FileNotFoundError: naming `path` when it holds no checkpoint.
-  """
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise FileNotFoundError(
-          f"--tf_initial_checkpoint {path!r} is a folder without a "
-          "checkpoint.")
-    return latest
-  if not tf.io.gfile.exists(path + ".index"):
-    raise FileNotFoundError(
-        f"--tf_initial_checkpoint {path!r} does not exist (no {path}.index).")
-  return path
-
-
-def _checkpoint_keys(model: keras.Model, reader, graph) -> Dict[int, tuple]:
-  """Maps id(variable) -> (checkpoint key, top-level layer name)."""
-  root = graph.nodes[0]
-  model_nodes = [c.node_id for c in root.children if c.local_name == "model"]
-  if not model_nodes:
-    raise ValueError(
-        "The initial checkpoint has no 'model' object: expected one written "
-        "by tf.train.Checkpoint(model=...) (a train_logdir checkpoint or "
-        "core/modeling/import_weights.py).")
-  found = {}
-  visited = set()
-
-  def walk(node_id, obj, layer_name):
-    if node_id in visited:
-      return
-    visited.add(node_id)
-    node = graph.nodes[node_id]
-    for attribute in node.attributes:
-      if attribute.name == "VARIABLE_VALUE":
-        found[id(obj)] = (attribute.checkpoint_key, layer_name)
-    if not hasattr(obj, "_trackable_children"):
-      return
-    children = obj._trackable_children(save_type="checkpoint")  # pylint: disable=protected-access
-    for child in node.children:
-      live = children.get(child.local_name)
-      if live is None:
-        continue
-      name = layer_name
-      if name is None and isinstance(live, keras.layers.Layer) and (
-          live is not model):
-        name = live.name
-      walk(child.node_id, live, name)
-
-  walk(model_nodes[0], model, None)
-  return found
-
-
 def load_initial_checkpoint(model: keras.Model,
                             checkpoint_path: str,
                             initialize_last_layer: bool = True,
@@ -150,36 +92,29 @@ def load_initial_checkpoint(model: keras.Model,
       the checkpoint (naming it; usually another number of classes, which
       wants `--initialize_last_layer=false`).
   """
-  path = resolve_checkpoint(checkpoint_path)
-  reader = tf.train.load_checkpoint(path)
-  graph = trackable_object_graph_pb2.TrackableObjectGraph()
-  graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
-  keys = _checkpoint_keys(model, reader, graph)
-  shapes = reader.get_variable_to_shape_map()
+  path = checkpoints.resolve_checkpoint(checkpoint_path,
+                                        "tf_initial_checkpoint")
   excluded = set() if initialize_last_layer else last_layer_names(
       last_layers_contain_logits_only)
+  match = checkpoints.match_variables(model, path, skip=excluded.__contains__)
+  if match.mismatched:
+    raise ValueError(
+        f"--tf_initial_checkpoint {path}: variable {match.mismatched[0]} "
+        "(checkpoint -> model shape). To fine-tune with another number of "
+        "classes, pass --initialize_last_layer=false.")
+  reader = tf.train.load_checkpoint(path)
+  missing = set(match.missing)
   report = TransferReport(checkpoint_path=path)
-  assignments = []
   for variable in model.weights:
-    key, layer_name = keys.get(id(variable), (None, None))
-    if layer_name is None:
-      layer_name = variable.path.split("/")[0]
-    if layer_name in excluded:
+    key, layer_name = match.keys.get(id(variable), (None, None))
+    if (layer_name or variable.path.split("/")[0]) in excluded:
       report.skipped.append(variable.path)
-      continue
-    if key is None or key not in shapes:
+    elif variable.path in missing:
       report.missing.append(variable.path)
-      continue
-    if list(shapes[key]) != list(variable.shape):
-      raise ValueError(
-          f"Variable {variable.path} has shape {list(variable.shape)} but "
-          f"{list(shapes[key])} in {path}. To fine-tune with another number "
-          "of classes, pass --initialize_last_layer=false.")
-    assignments.append((variable, key))
-  for variable, key in assignments:
-    variable.assign(np.asarray(reader.get_tensor(key)).astype(
-        variable.dtype))
-    report.loaded.append(variable.path)
+    else:
+      variable.assign(np.asarray(reader.get_tensor(key)).astype(
+          variable.dtype))
+      report.loaded.append(variable.path)
   logging.info("%s", report.summary())
   if report.skipped:
     logging.info("Not loaded (last layers): %s", ", ".join(report.skipped))
@@ -207,8 +142,9 @@ def apply_freeze_level(model: keras.Model, level: str,
   Raises:
     ValueError: on an unknown level.
   """
-  if level not in FREEZE_LEVELS:
-    raise ValueError(f"--freeze_level must be one of {', '.join(FREEZE_LEVELS)}; "
+  if level not in config_lib.FREEZE_LEVELS:
+    raise ValueError("--freeze_level must be one of "
+                     f"{', '.join(config_lib.FREEZE_LEVELS)}; "
                      f"got {level!r}.")
   trained = {
       "none": None,

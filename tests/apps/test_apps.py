@@ -82,9 +82,17 @@ def test_train_kill_resume_evaluate_export_infer(demo_tfrecords, tmp_path):
   assert len(metrics["per_class_iou"]) == 5
   assert metrics["global_step"] == target
 
+  # Resuming with other model flags: a clear error, not a shape mismatch.
+  result = run_app("train", *_train_args(demo_tfrecords, logdir, target + 1),
+                   "--decoder_output_stride=8")
+  assert_clear_error(result, "--decoder_output_stride=8",
+                     "decoder_output_stride=4")
+
+  # No model flag (not even --dataset: 21 classes): the model is built from
+  # model_config.json, so its predictions are the demo's 5 classes.
   export_dir = tmp_path / "export"
-  result = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={logdir}",
-                f"--export_path={export_dir}")
+  result = run_app("export_model", f"--checkpoint_path={logdir}",
+                   f"--export_path={export_dir}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert os.listdir(export_dir) == ["1"]
   assert (export_dir / "1" / "saved_model.pb").exists()

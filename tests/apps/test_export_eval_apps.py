@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import deeplab_model
 from deeplab.datasets import build_demo_data
@@ -27,13 +28,18 @@ def checkpoint(tmp_path_factory):
       str(root / "voc"), num_train=8, num_val=3, image_size=64, seed=2)
   build_demo_data.build_demo_tfrecords(info["output_dir"],
                                        str(root / "tfrecord"), num_shards=1)
-  model = deeplab_model.build_deeplab_model(config_lib.ModelConfig(
+  config = config_lib.ModelConfig(
       model_variant="mobilenet_v2", num_classes=5, decoder_output_stride=4,
-      depth_multiplier=0.35, batch_norm_momentum=0.9))
+      depth_multiplier=0.35, batch_norm_momentum=0.9)
+  model = deeplab_model.build_deeplab_model(config)
   images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3))
   make_predictions_nontrivial(model, images)
+  # As written before model configs travelled with checkpoints.
   prefix = str(root / "train" / "ckpt-7")
   tf.train.Checkpoint(model=model).write(prefix)
+  # As training writes it now: model_config.json beside the checkpoint.
+  tf.train.Checkpoint(model=model).write(str(root / "configured" / "ckpt-7"))
+  checkpoints.write_model_config(str(root / "configured"), config)
   return root, prefix
 
 
@@ -116,3 +122,29 @@ def test_bad_model_path_and_scales_are_named(checkpoint, tmp_path):
                 f"--export_path={tmp_path / 'x'}",
                 "--export_formats=tflite_int8", "--crop_size=64,64")
   assert_clear_error(result, "--representative_dataset_dir")
+
+
+def test_evaluate_builds_the_model_saved_beside_the_checkpoint(checkpoint,
+                                                               tmp_path):
+  """A model trained with --decoder_output_stride=4 evaluates with no model
+  flag at all (its model_config.json), to the same figures as the old
+  checkpoint given the right flags; a contradicting flag is an error."""
+  root, prefix = checkpoint
+  data = [f"--dataset_dir={root / 'tfrecord'}", "--eval_crop_size=64,64"]
+  results = []
+  for name, args in (("flags", [*DEMO_MODEL_FLAGS,
+                                f"--checkpoint_dir={prefix}"]),
+                     ("config", ["--dataset=demo", "--checkpoint_dir="
+                                 f"{root / 'configured'}"])):
+    result = run_app("evaluate", *args, *data,
+                     f"--eval_logdir={tmp_path / name}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+  assert results[1]["confusion_matrix"] == results[0]["confusion_matrix"]
+  assert results[1]["miou"] == results[0]["miou"] > 0
+
+  result = run_app("evaluate", "--dataset=demo", "--decoder_output_stride=8",
+                   f"--checkpoint_dir={root / 'configured'}", *data,
+                   f"--eval_logdir={tmp_path / 'bad'}")
+  assert_clear_error(result, "--decoder_output_stride=8",
+                     "decoder_output_stride=4", "--override_model_config")

@@ -45,13 +45,14 @@ def _save_result(output, runner, step, preempted):
 
 
 def main(model_dir, output, max_steps=3):
-  strategy = factory.make_strategy("multi_worker_mirrored")
+  strategy = factory.make_strategy(config_lib.DistributionConfig(
+      distribution_strategy="multi_worker_mirrored"))
   model_config = config_lib.ModelConfig(
       model_variant="mobilenet_v2", num_classes=3, output_stride=16,
       decoder_output_stride=4, depth_multiplier=0.35, aspp_filters=16,
       decoder_filters=16, low_level_filters=8, batch_norm_momentum=0.9,
       sync_batch_norm=True)
-  train_config = config_lib.TrainConfig(
+  train_config = config_lib.TrainConfig.from_flat(
       train_logdir=model_dir, training_number_of_steps=max_steps,
       optimizer="momentum", base_learning_rate=0.05, save_interval_steps=2,
       log_steps=1, image_summary_steps=0)

@@ -58,3 +58,67 @@ def test_parse_int_list_accepts_the_flag_forms_and_names_the_flag():
   assert config_lib.parse_int_list(None, "crop") == ()
   with pytest.raises(ValueError, match="--train_crop_size expects"):
     config_lib.parse_int_list("513,x", "train_crop_size")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: config_lib.ScheduleConfig(base_learning_rate=-1),
+     "--base_learning_rate must be >= 0, got -1."),
+    (lambda: config_lib.DataConfig(batch_size=-4),
+     "--train_batch_size must be positive, got -4."),
+    (lambda: config_lib.DataConfig(batch_size=0, is_training=False),
+     "--eval_batch_size must be positive, got 0."),
+    (lambda: config_lib.DataConfig(crop_size=(0, 65)),
+     "--train_crop_size must be two positive integers"),
+    (lambda: config_lib.DataConfig(min_scale_factor=2.0, max_scale_factor=1.0),
+     "--max_scale_factor must be >= --min_scale_factor"),
+    (lambda: config_lib.ModelConfig(aspp_filters=0),
+     "--aspp_convs_filters must be positive, got 0."),
+    (lambda: config_lib.ModelConfig(batch_norm_momentum=1.0),
+     "--batch_norm_decay must be in"),
+    (lambda: config_lib.ModelConfig(depth_multiplier=0),
+     "--depth_multiplier must be positive"),
+    (lambda: config_lib.OptimizerConfig(optimizer="lamb"),
+     "--optimizer must be one of 'momentum'"),
+    (lambda: config_lib.ScheduleConfig(learning_policy="piecewise",
+                                       learning_rate_boundaries=(10,),
+                                       learning_rate_values=(0.1,)),
+     "--learning_policy=piecewise needs"),
+    (lambda: config_lib.LossConfig(top_k_percent_pixels=0.0),
+     "--top_k_percent_pixels must be in"),
+    (lambda: config_lib.LossConfig(label_smoothing=1.0), "--label_smoothing"),
+    (lambda: config_lib.LossConfig(focal_gamma=-1.0), "--focal_gamma"),
+    (lambda: config_lib.LossConfig(class_weighting="inverse"),
+     "--class_weighting must be one of"),
+    (lambda: config_lib.CheckpointConfig(save_interval_steps=0),
+     "--save_interval_steps must be positive"),
+    (lambda: config_lib.TransferConfig(freeze_level="head"),
+     "--freeze_level must be one of"),
+    (lambda: config_lib.DistributionConfig(mixed_precision="float8"),
+     "--mixed_precision must be one of"),
+    (lambda: config_lib.TrainConfig(training_number_of_steps=0),
+     "--training_number_of_steps must be positive"),
+])
+def test_configs_validate_themselves_naming_the_flag(make, message):
+  with pytest.raises(ValueError) as error:
+    make()
+  assert str(error.value).startswith(message), str(error.value)
+  assert "\n" not in str(error.value)
+
+
+def test_train_config_from_flat_routes_each_field_to_its_part():
+  config = config_lib.TrainConfig.from_flat(
+      training_number_of_steps=7, optimizer="adam", base_learning_rate=0.5,
+      label_weights=[1, 2], train_logdir="/runs", freeze_level="backbone",
+      mixed_precision="bfloat16")
+  assert config.training_number_of_steps == 7
+  assert config.optimizer == config_lib.OptimizerConfig(optimizer="adam")
+  assert config.schedule.base_learning_rate == 0.5
+  assert config.loss.label_weights == (1.0, 2.0)
+  assert config.checkpoint.train_logdir == "/runs"
+  assert config.transfer.freeze_level == "backbone"
+  assert config.distribution.mixed_precision == "bfloat16"
+  with pytest.raises(TypeError, match="learning_rate"):
+    config_lib.TrainConfig.from_flat(learning_rate=0.1)
+  # Every leaf field is one train.py flag: no name is used twice.
+  names = config_lib.TrainConfig.flat_field_names()
+  assert len(names) == len(set(names))

@@ -37,14 +37,3 @@ def test_counts_match_the_label_pngs(labelme_voc, tmp_path):
 def build_voc2012_data_class_names():
   from deeplab.datasets import data_descriptors  # pylint: disable=g-import-not-at-top
   return data_descriptors.PASCAL_VOC_CLASS_NAMES
-
-
-def test_median_frequency_weights_by_hand():
-  # Class 0 fills 2 images of 100 px (150 px); class 1 appears in one of
-  # them (50 px); class 2 never appears.
-  weights = dataset_stats.class_weights([150, 50, 0], [200, 100, 0])
-  # freq = [0.75, 0.5]; median 0.625.
-  np.testing.assert_allclose(weights["median_frequency"],
-                             [0.625 / 0.75, 0.625 / 0.5, 0.])
-  np.testing.assert_allclose(weights["balanced"],
-                             [200 / (2 * 150), 200 / (2 * 50), 0.])

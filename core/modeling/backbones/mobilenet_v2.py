@@ -188,17 +188,12 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
   x = relu6("Conv1_relu")(x)
   endpoints["layer_1"] = x
 
-  current_stride = 2
-  rate = 1
+  # mobilenet_base: past output_stride, drop the stride and dilate the
+  # following layers instead; the block whose stride is dropped keeps the
+  # previous rate (the bookkeeping of slim's stack_blocks_dense).
+  tracker = backbone_utils.OutputStrideTracker(output_stride, current_stride=2)
   for block_id, (expansion, channels, stride) in enumerate(_BLOCKS):
-    # mobilenet_base: past output_stride, drop the stride and dilate the
-    # following layers instead; this block keeps the previous rate.
-    if current_stride == output_stride:
-      layer_stride, layer_rate = 1, rate
-      rate *= stride
-    else:
-      layer_stride, layer_rate = stride, 1
-      current_stride *= stride
+    layer_stride, layer_rate = tracker.next_unit(stride)
 
     prefix = _keras_prefix(block_id)
     endpoint = f"layer_{block_id + 2}"

@@ -75,12 +75,6 @@ _STDDEV = 0.09
 
 
 @keras.saving.register_keras_serializable(package="deeplab")
-def hard_sigmoid(x):
-  """Slim MobileNetV3's gating: relu6(x + 3) * 0.16667."""
-  return keras.ops.relu6(x + 3.0) * 0.16667
-
-
-@keras.saving.register_keras_serializable(package="deeplab")
 def hard_swish(x):
   """x * relu6(x + 3) / 6."""
   return x * keras.ops.relu6(x + 3.0) * (1.0 / 6.0)
@@ -206,7 +200,7 @@ def _squeeze_excite(x, prefix, new_initializer):
   s = keras.layers.Conv2D(squeeze, 1, activation="relu",
                           kernel_initializer=new_initializer(),
                           name=f"{prefix}.Conv")(pooled)
-  s = keras.layers.Conv2D(channels, 1, activation=hard_sigmoid,
+  s = keras.layers.Conv2D(channels, 1, activation=deeplab_layers.hard_sigmoid,
                           kernel_initializer=new_initializer(),
                           name=f"{prefix}.Conv_1")(s)
   return keras.layers.Multiply(name=f"{prefix}.mul")([x, s])

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import backbone_test_utils as btu
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import import_weights
@@ -179,13 +180,6 @@ def test_other_num_classes_leaves_logits_and_reports_them(tmp_path):
                                 logits_before)
 
 
-def test_resolve_checkpoint_errors_name_the_source(tmp_path):
-  with pytest.raises(FileNotFoundError, match="nothing"):
-    import_weights.resolve_checkpoint(str(tmp_path / "nothing"))
-  with pytest.raises(FileNotFoundError, match=r"\*\.index"):
-    import_weights.resolve_checkpoint(str(tmp_path))
-
-
 def test_keras_applications_variant_has_no_official_names():
   with pytest.raises(ValueError, match="no official DeepLab variable"):
     import_weights.official_variable_map(btu.backbone("resnet50", 32, 65))
@@ -220,6 +214,8 @@ def test_cli_imports_tarball_and_writes_our_checkpoint(tmp_path):
   config = config_lib.ModelConfig(
       model_variant="mobilenet_v2", num_classes=3, depth_multiplier=0.5,
       atrous_rates=(6, 12, 18), decoder_output_stride=4)
+  # The model travels with it: model_config.json beside the checkpoint.
+  assert checkpoints.read_model_config(str(output)) == config
   restored = deeplab_model.build_deeplab_model(config)
   tf.train.Checkpoint(model=restored).read(str(output)).assert_consumed()
   mapping = import_weights.official_variable_map(restored)

@@ -12,7 +12,7 @@ from deeplab.core.training import model_fn as model_fn_lib
 
 
 def _train_config(**kwargs):
-  return config_lib.TrainConfig(train_logdir="/tmp/unused", **kwargs)
+  return config_lib.TrainConfig.from_flat(train_logdir="/tmp/unused", **kwargs)
 
 
 @pytest.mark.parametrize("name, cls", [

@@ -104,12 +104,3 @@ def test_hard_example_mining_ramps_from_all_pixels_to_top_k():
   # From step 100 on: 0.25 -> 1 pixel.
   assert loss_at(100) == pytest.approx(per_pixel[0], rel=1e-6)
   assert loss_at(1000) == pytest.approx(per_pixel[0], rel=1e-6)
-
-
-def test_loss_config_rejects_bad_values():
-  with pytest.raises(ValueError, match="top_k_percent_pixels"):
-    losses.LossConfig(top_k_percent_pixels=0.0)
-  with pytest.raises(ValueError, match="label_smoothing"):
-    losses.LossConfig(label_smoothing=1.0)
-  with pytest.raises(ValueError, match="focal_gamma"):
-    losses.LossConfig(focal_gamma=-1.0)

@@ -1,4 +1,4 @@
-"""The estimator-style runner: resume, evaluation, export, distribution."""
+"""The estimator-style runner: resume, evaluation, distribution."""
 
 import dataclasses
 import os
@@ -8,6 +8,8 @@ import pytest
 import tensorflow as tf
 
 from deeplab.core import config as config_lib
+from deeplab.core import checkpoints
+from deeplab.core.training import best_checkpoint
 from deeplab.core.training import factory
 from testing_utils import randomize_weights
 
@@ -26,7 +28,7 @@ def _eval_input_fn(input_context=None):
 
 
 def _runner(model_config, model_dir, strategy=None, **train_kwargs):
-  train_config = config_lib.TrainConfig(
+  train_config = config_lib.TrainConfig.from_flat(
       train_logdir=model_dir, training_number_of_steps=6, optimizer="adam",
       base_learning_rate=1e-3, save_interval_steps=3, log_steps=1,
       image_summary_steps=3, **train_kwargs)
@@ -45,6 +47,8 @@ def test_resume_continues_the_global_step(tiny_model_config, tmp_path):
   assert first.train(_input_fn, max_steps=3) == 3
   saved = _weights(first)
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-3")
+  # The model travels with its checkpoints.
+  assert checkpoints.read_model_config(model_dir) == tiny_model_config
 
   second = _runner(tiny_model_config, model_dir)
   # A fresh runner starts from the checkpoint, not from scratch.
@@ -110,31 +114,12 @@ def test_train_and_evaluate_alternates(tiny_model_config, tmp_path):
   assert results["global_step"] == 4
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-4")
   # The best checkpoint by mIoU is kept apart, and loads.
-  best = runner.best_metrics()
+  best = best_checkpoint.best_metrics(model_dir)
   assert best["global_step"] in (2, 4)
   assert best["miou"] >= results["miou"]
   best_path = tf.train.latest_checkpoint(os.path.join(model_dir, "best"))
   assert best_path.endswith(f"ckpt-{best['global_step']}")
   assert runner.restore_model(best_path) == best_path
-
-
-def test_keep_if_best_keeps_only_improvements(tiny_model_config, tmp_path):
-  model_dir = str(tmp_path / "train")
-  runner = _runner(tiny_model_config, model_dir)
-  runner.train(_input_fn, max_steps=1)
-  first = os.path.join(model_dir, "ckpt-1")
-  assert runner.keep_if_best({"miou": 0.5, "global_step": 1,
-                              "checkpoint_path": first})
-  runner.train(_input_fn, max_steps=2)
-  second = os.path.join(model_dir, "ckpt-2")
-  assert not runner.keep_if_best({"miou": 0.4, "global_step": 2,
-                                  "checkpoint_path": second})
-  assert runner.best_metrics()["global_step"] == 1
-  assert runner.keep_if_best({"miou": 0.6, "global_step": 2,
-                              "checkpoint_path": second})
-  assert sorted(os.listdir(os.path.join(model_dir, "best"))) == [
-      "best_metrics.json", "checkpoint", "ckpt-2.data-00000-of-00001",
-      "ckpt-2.index"]
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +170,7 @@ def test_mirrored_step_equals_the_single_device_step(tiny_model_config,
 
   def one_step(strategy, name):
     model_dir = str(tmp_path / name)
-    cfg = config_lib.TrainConfig(
+    cfg = config_lib.TrainConfig.from_flat(
         train_logdir=model_dir, training_number_of_steps=1, log_steps=1,
         image_summary_steps=0, **train_config)
     runner = factory.make_runner(config, model_dir, 255,

@@ -25,7 +25,7 @@ def _input_fn(num_classes):
 
 
 def _train_config(model_dir, **kwargs):
-  return config_lib.TrainConfig(
+  return config_lib.TrainConfig.from_flat(
       train_logdir=model_dir, training_number_of_steps=4, optimizer="adam",
       base_learning_rate=1e-3, save_interval_steps=100, log_steps=1,
       image_summary_steps=0, **kwargs)

@@ -5,6 +5,7 @@ import keras
 import pytest
 
 import backbone_test_utils as btu
+from deeplab.core.modeling import layers
 from deeplab.core.modeling.backbones import mobilenet_v3
 
 
@@ -87,5 +88,8 @@ def test_activations_round_trip_through_serialization():
   layer = keras.layers.Activation(mobilenet_v3.hard_swish)
   clone = keras.layers.deserialize(keras.layers.serialize(layer))
   assert clone.activation is mobilenet_v3.hard_swish
-  assert float(mobilenet_v3.hard_sigmoid(keras.ops.convert_to_tensor(0.0))
+  assert float(layers.hard_sigmoid(keras.ops.convert_to_tensor(0.0))
                ) == pytest.approx(0.5, abs=1e-4)
+  # One registration: the name resolves to the one function.
+  assert keras.saving.get_registered_object("deeplab>hard_sigmoid") is (
+      layers.hard_sigmoid)

@@ -170,7 +170,7 @@ def test_train_loss_is_main_plus_weighted_aux_and_eval_ignores_aux(
   params = model_fn_lib.ModelFnParams(
       model=model, num_classes=NUM_CLASSES, ignore_label=255,
       optimizer=keras.optimizers.SGD(0.1),
-      loss_config=losses.LossConfig(aux_loss_weight=0.4))
+      loss_config=config_lib.LossConfig(aux_loss_weight=0.4))
   aux_kernel = model.get_layer("aux_head").logits.kernel
   before = aux_kernel.numpy().copy()
   spec = model_fn_lib.model_fn(features, labels, ModeKeys.TRAIN, params)
@@ -223,7 +223,7 @@ def test_aux_checkpoint_restores_into_a_model_without_aux(aux_run):
 def test_runner_image_summaries_of_an_aux_model(aux_run, tmp_path):
   config, _, _ = aux_run
   runner = factory.make_runner(
-      config, str(tmp_path), 255, train_config=config_lib.TrainConfig(
+      config, str(tmp_path), 255, train_config=config_lib.TrainConfig.from_flat(
           train_logdir=str(tmp_path), aux_loss_weight=0.4))
   iterator = iter(_input_fn()())
   with tf.summary.create_file_writer(str(tmp_path)).as_default():
@@ -300,13 +300,13 @@ def test_aux_head_trains_at_every_freeze_level_and_is_a_last_layer(
 
 
 def test_aux_loss_weight_needs_an_aux_model(tiny_model_config, tmp_path):
-  train_config = config_lib.TrainConfig(train_logdir=str(tmp_path),
+  train_config = config_lib.TrainConfig.from_flat(train_logdir=str(tmp_path),
                                         aux_loss_weight=0.4)
   with pytest.raises(ValueError, match="--aux_loss_weight=0.4.*aux_head"):
     factory.make_runner(tiny_model_config, str(tmp_path), 255,
                            train_config=train_config)
   with pytest.raises(ValueError, match="--aux_loss_weight must be >= 0"):
-    losses.LossConfig(aux_loss_weight=-0.1)
+    config_lib.LossConfig(aux_loss_weight=-0.1)
 
 
 # === The flag ===
@@ -315,7 +315,6 @@ _PARSE_FLAGS = """
 import json, sys
 from absl import flags
 from deeplab import train
-from deeplab.core.training import factory
 result = {}
 for value in sys.argv[1:]:
   flags.FLAGS.unparse_flags()
@@ -327,8 +326,7 @@ for value in sys.argv[1:]:
     result[value] = "error: " + str(error)
     continue
   _, model_config, _, train_config = train.configs_from_flags()
-  result[value] = [model_config.aux_head, train_config.aux_loss_weight,
-                   factory.make_loss_config(train_config).aux_loss_weight]
+  result[value] = [model_config.aux_head, train_config.loss.aux_loss_weight]
 print(json.dumps(result))
 """
 
@@ -338,7 +336,7 @@ def test_aux_loss_weight_flag_builds_the_head_and_weights_the_loss():
       [sys.executable, "-c", _PARSE_FLAGS, "", "0.4", "-1"],
       capture_output=True, text=True, timeout=120, env=APP_ENV, check=True)
   parsed = json.loads(result.stdout.strip().splitlines()[-1])
-  assert parsed[""] == [False, 0.0, 0.0]
-  assert parsed["0.4"] == [True, 0.4, 0.4]
+  assert parsed[""] == [False, 0.0]
+  assert parsed["0.4"] == [True, 0.4]
   assert parsed["-1"].startswith("error:") and "aux_loss_weight" in (
       parsed["-1"])
