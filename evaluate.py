@@ -43,7 +43,6 @@ import time
 
 from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from deeplab import common_flags
 from deeplab.core import checkpoints
@@ -270,12 +269,19 @@ def _eval_input_fn(descriptor):
 
 
 def _next_checkpoint(evaluated):
-  """The checkpoint to evaluate next, or None while there is no new one."""
-  path = FLAGS.checkpoint_dir
-  checkpoint = (checkpoints.latest_checkpoint(path)
-                if tf.io.gfile.isdir(path) else path)
-  if checkpoint is None and FLAGS.max_number_of_evaluations == 1:
-    checkpoints.resolve_checkpoint(path, "checkpoint_dir")  # A clear error.
+  """The checkpoint to evaluate next, or None while there is no new one.
+
+  Raises:
+    FileNotFoundError: naming --checkpoint_dir, when it holds no checkpoint
+      and only one evaluation is asked for.
+  """
+  try:
+    checkpoint = checkpoints.resolve_checkpoint(FLAGS.checkpoint_dir,
+                                                "checkpoint_dir")
+  except FileNotFoundError:
+    if FLAGS.max_number_of_evaluations == 1:
+      raise
+    return None
   return None if checkpoint in evaluated else checkpoint
 
 

@@ -22,7 +22,6 @@ from deeplab import common_flags
 from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.training import class_weights
-from deeplab.core.training import class_weights
 from deeplab.core.training import factory
 from deeplab.core.training import preemption
 from deeplab.datasets import input_pipeline

@@ -17,7 +17,6 @@ from deeplab.core.evaluation import metrics
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import multiscale
 from deeplab.core.training import losses
-from deeplab.core.training import losses
 from deeplab.core.training import transfer
 
 

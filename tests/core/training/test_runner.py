@@ -68,6 +68,14 @@ def test_resume_continues_the_global_step(tiny_model_config, tmp_path):
   assert sorted(n for n in os.listdir(model_dir) if n.endswith(".index")) == [
       "ckpt-3.index", "ckpt-5.index"]
 
+  # Resuming another model (changed model flags): one clear error listing
+  # the weights, not a raw shape mismatch.
+  other = _runner(dataclasses.replace(tiny_model_config, num_classes=4),
+                  model_dir)
+  with pytest.raises(checkpoints.CheckpointMismatchError,
+                     match=r"--train_logdir .*logits/kernel: \[1, 1, 16, 3\]"):
+    other.train(_input_fn, max_steps=6)
+
 
 def test_evaluate_reports_metrics_and_summaries(tiny_model_config, tmp_path):
   model_dir = str(tmp_path / "train")

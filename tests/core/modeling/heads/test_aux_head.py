@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import backbone_test_utils as btu
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.export import saved_model
 from deeplab.core.modeling import deeplab_model
@@ -209,11 +210,11 @@ def aux_run(tmp_path_factory):
 def test_aux_checkpoint_restores_into_a_model_without_aux(aux_run):
   config, model_dir, trained = aux_run
   assert any(p.startswith(AUX_PATHS_PREFIX) for p in trained)
-  # As evaluate.py / export_model.py do: no aux head, restore_model.
-  runner = factory.make_runner(dataclasses.replace(config, aux_head=False),
-                                  model_dir, 255)
-  runner.restore_model()
-  restored = {w.path: w.numpy() for w in runner.model.weights}
+  # As evaluate.py / export_model.py do: no aux head, the shared restore.
+  model = deeplab_model.build_deeplab_model(
+      checkpoints.inference_model_config(config))
+  checkpoints.restore_model(model, model_dir)
+  restored = {w.path: w.numpy() for w in model.weights}
   assert set(restored) == {p for p in trained
                            if not p.startswith(AUX_PATHS_PREFIX)}
   for path, value in restored.items():
@@ -238,18 +239,19 @@ def test_runner_image_summaries_of_an_aux_model(aux_run, tmp_path):
 def test_export_of_an_aux_model_serves_the_main_output_only(aux_run,
                                                             tmp_path):
   config, model_dir, _ = aux_run
-  runner = factory.make_runner(config, model_dir, 255)
-  path = runner.export(str(tmp_path / "export"))
+  model = deeplab_model.build_deeplab_model(config)
+  checkpoints.restore_model(model, model_dir)
+  path = saved_model.export_saved_model(model, str(tmp_path / "export"))
   loaded = tf.saved_model.load(path)
   serve = loaded.signatures[saved_model.SERVING_SIGNATURE]
   assert set(serve.structured_outputs) == {"semantic_predictions",
                                            "probabilities"}
   image = np.random.default_rng(1).integers(0, 256, (1, 33, 33, 3), np.uint8)
   outputs = serve(ImageTensor=tf.constant(image))
-  logits = runner.model(image.astype("float32"), training=False)[0]
+  logits = model(image.astype("float32"), training=False)[0]
   np.testing.assert_allclose(outputs["probabilities"],
                              tf.nn.softmax(logits), atol=1e-5)
-  main = deeplab_model.main_output_model(runner.model)
+  main = deeplab_model.main_output_model(model)
   assert len(loaded.variables_to_serve) == len(main.variables)
 
 
