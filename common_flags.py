@@ -17,7 +17,6 @@ from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import model_variants
 from deeplab.core.modeling.heads import aspp
-from deeplab.core.training import factory
 from deeplab.datasets import data_descriptors
 
 FLAGS = flags.FLAGS
@@ -181,7 +180,8 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
       batch_norm_momentum=FLAGS.batch_norm_decay,
       # Official: 4e-5, and 1e-4 for ResNet backbones, unless given.
       weight_decay=(FLAGS.weight_decay if FLAGS["weight_decay"].present
-                    else factory.default_weight_decay(FLAGS.model_variant)),
+                    else config_lib.default_weight_decay(
+                        FLAGS.model_variant)),
       multi_grid=tuple(FLAGS.multi_grid) if FLAGS.multi_grid else None,
       head=FLAGS.head,
       aspp_filters=FLAGS.aspp_convs_filters,
@@ -210,8 +210,8 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
 # ModelConfig fields set by no model flag (the aux head follows train.py's
 # --aux_loss_weight; sync_batch_norm the number of replicas).
 _NO_MODEL_FLAG = ("low_level_filters", "aspp_dropout_rate",
-                  "batch_norm_epsilon", "sync_batch_norm", "aux_head", "aux_head_filters",
-                  "aux_head_dropout_rate", "num_classes")
+                  "batch_norm_epsilon", "sync_batch_norm", "aux_head",
+                  "aux_head_filters", "aux_head_dropout_rate", "num_classes")
 
 
 def explicit_model_flags() -> dict:
@@ -261,7 +261,8 @@ def model_config_for_checkpoint(path: str, num_classes: int,
         f"--dataset={FLAGS.dataset} has {num_classes} classes, but the model "
         f"config of --{flag_name} {path} has num_classes={saved.num_classes}. "
         "Pass the dataset it was trained on, or --override_model_config.")
-  logging.info("Model config read from %s.", checkpoints.model_config_path(path))
+  logging.info("Model config read from %s.",
+               checkpoints.model_config_path(path))
   return checkpoints.merge_model_config(
       saved, given, explicit, FLAGS.override_model_config,
       source=f"--{flag_name} {path}")

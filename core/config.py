@@ -22,6 +22,17 @@ MODEL_FLAG_NAMES = {"aspp_filters": "aspp_convs_filters",
                     "batch_norm_momentum": "batch_norm_decay"}
 
 
+# Official DeepLab's weight decay: 4e-5, and 1e-4 for ResNet backbones.
+DEFAULT_WEIGHT_DECAY = 4e-5
+RESNET_WEIGHT_DECAY = 1e-4
+
+
+def default_weight_decay(model_variant: str) -> float:
+  """The official weight decay of a backbone (1e-4 for ResNet)."""
+  return (RESNET_WEIGHT_DECAY if model_variant.startswith("resnet")
+          else DEFAULT_WEIGHT_DECAY)
+
+
 def _check(config, flag_name: Callable[[str], str], checks) -> None:
   """Raises `ValueError("--flag must be <what>, got <value>.")` for the
   first failed (field, ok, what) check."""

@@ -20,18 +20,9 @@ from deeplab.core.training import model_fn
 from deeplab.core.training import runner as runner_lib
 from deeplab.core.training import transfer
 
-# Official DeepLab's weight decay: 4e-5, and 1e-4 for ResNet backbones.
-DEFAULT_WEIGHT_DECAY = 4e-5
-RESNET_WEIGHT_DECAY = 1e-4
 # Variables that decoupled weight decay (adamw) leaves alone: only kernels
 # are decayed, as the L2 regulariser does.
 _NO_DECAY = ("bias", "gamma", "beta", "moving_mean", "moving_variance")
-
-
-def default_weight_decay(model_variant: str) -> float:
-  """The official weight decay of a backbone (1e-4 for ResNet)."""
-  return (RESNET_WEIGHT_DECAY if model_variant.startswith("resnet")
-          else DEFAULT_WEIGHT_DECAY)
 
 
 def make_learning_rate(schedule: config_lib.ScheduleConfig,

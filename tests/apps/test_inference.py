@@ -34,6 +34,27 @@ def test_load_rgb_names_a_non_image(tmp_path):
     inference.load_rgb(str(bogus))
 
 
+class _RecordingPredictor:
+  """Labels = a colour threshold; records the sizes it was given."""
+
+  name = "recording"
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, image):
+    return self.predict_batch([image])[0]
+
+  def predict_batch(self, images):
+    self.calls.append([image.shape for image in images])
+    outputs = []
+    for image in images:
+      labels = (image[..., 0] > 127).astype(np.int32)
+      probabilities = np.stack([1.0 - labels, labels], -1).astype(np.float32)
+      outputs.append((labels, probabilities))
+    return outputs
+
+
 def test_segment_files_batches_and_writes_every_output(tmp_path):
   files = []
   for index, size in enumerate([(40, 30), (40, 30), (40, 30), (25, 20)]):

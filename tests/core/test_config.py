@@ -122,3 +122,9 @@ def test_train_config_from_flat_routes_each_field_to_its_part():
   # Every leaf field is one train.py flag: no name is used twice.
   names = config_lib.TrainConfig.flat_field_names()
   assert len(names) == len(set(names))
+
+
+def test_official_weight_decay_defaults():
+  assert config_lib.default_weight_decay("xception_65") == 4e-5
+  assert config_lib.default_weight_decay("mobilenet_v2") == 4e-5
+  assert config_lib.default_weight_decay("resnet_v1_50_beta") == 1e-4

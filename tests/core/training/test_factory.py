@@ -40,12 +40,6 @@ def test_adamw_decays_kernels_only():
   np.testing.assert_allclose(layer.bias.numpy(), 1.0)
 
 
-def test_official_weight_decay_defaults():
-  assert factory.default_weight_decay("xception_65") == 4e-5
-  assert factory.default_weight_decay("mobilenet_v2") == 4e-5
-  assert factory.default_weight_decay("resnet_v1_50_beta") == 1e-4
-
-
 def test_float16_trains_with_loss_scaling(tiny_model_config):
   train_config = _train_config(mixed_precision="float16", optimizer="adam",
                                base_learning_rate=1e-3)
