@@ -69,27 +69,7 @@ def test_palette_png_keeps_class_ids(tmp_path):
   np.testing.assert_array_equal(np.array(reread), labels)
   image = np.full((2, 3, 3), 100, np.uint8)
   blended = colormaps.overlay(image, labels, colormap, alpha=1.0)
-  np.testing.assert_array_equal(blended[labels > 0], colormap[labels[labels > 0]])
+  np.testing.assert_array_equal(blended[labels > 0],
+                                colormap[labels[labels > 0]])
   # Background (black in the VOC palette) leaves the image untouched.
   np.testing.assert_array_equal(blended[labels == 0], image[labels == 0])
-
-
-class _RecordingPredictor:
-  """Labels = a colour threshold; records the sizes it was given."""
-
-  name = "recording"
-
-  def __init__(self):
-    self.calls = []
-
-  def __call__(self, image):
-    return self.predict_batch([image])[0]
-
-  def predict_batch(self, images):
-    self.calls.append([image.shape for image in images])
-    outputs = []
-    for image in images:
-      labels = (image[..., 0] > 127).astype(np.int32)
-      probabilities = np.stack([1.0 - labels, labels], -1).astype(np.float32)
-      outputs.append((labels, probabilities))
-    return outputs
