@@ -54,6 +54,7 @@ from deeplab.core.evaluation import score_folder
 from deeplab.core.evaluation import visualization
 from deeplab.core.export import predictors
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import model_variants
 from deeplab.core.modeling import multiscale
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
@@ -263,7 +264,11 @@ def _eval_input_fn(descriptor):
           FLAGS.eval_crop_size, "eval_crop_size"),
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
-      is_training=False)
+      is_training=False,
+      # Pad with what the variant's preprocessing maps to 0 (official
+      # feature_extractor.mean_pixel).
+      mean_pixel=model_variants.get_model_variant(
+          FLAGS.model_variant).mean_pixel)
   return (eval_loop.full_image_input_fn(data_config) if full_image
           else input_pipeline.make_input_fn(data_config))
 

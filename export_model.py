@@ -47,6 +47,8 @@ from deeplab.core.export import onnx_export
 from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling import model_variants
 from deeplab.core.modeling import multiscale
 
 FLAGS = flags.FLAGS
@@ -100,8 +102,10 @@ def _parse_formats(values):
 
 def make_writers(model, formats, scales, add_flipped_images, crop_size,
                  representative_dir, representative_split,
-                 num_representative_images):
-  """{file name: write(path)} for every non-SavedModel format."""
+                 num_representative_images,
+                 mean_pixel=deeplab_layers.UNIT_RANGE_MEAN_RGB):
+  """{file name: write(path)} for every non-SavedModel format; int8
+  calibration images are padded with `mean_pixel` (the variant's)."""
   writers = {}
   needs_size = [f for f in formats if f.startswith("tflite")]
   if needs_size and not crop_size:
@@ -127,7 +131,7 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
         if quantization == "int8":
           images = tflite_export.images_from_tfrecords(
               representative_dir, representative_split, crop_size,
-              num_representative_images)
+              num_representative_images, mean_pixel=mean_pixel)
         data = tflite_export.convert(model, crop_size, quantization, images,
                                      scales, add_flipped_images)
         with open(path, "wb") as f:  # Inside the temporary version folder.
@@ -171,7 +175,9 @@ def main(argv):
                          FLAGS.add_flipped_images, crop_size,
                          FLAGS.representative_dataset_dir,
                          FLAGS.representative_split,
-                         FLAGS.num_representative_images)
+                         FLAGS.num_representative_images,
+                         model_variants.get_model_variant(
+                             model_config.model_variant).mean_pixel)
   path = saved_model.export_saved_model(
       model, FLAGS.export_path, version=version, scales=scales,
       add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers)

@@ -21,6 +21,7 @@ from absl import logging
 from deeplab import common_flags
 from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
+from deeplab.core.modeling import model_variants
 from deeplab.core.training import class_weights
 from deeplab.core.training import factory
 from deeplab.core.training import preemption
@@ -179,7 +180,8 @@ def _model_config(descriptor) -> config_lib.ModelConfig:
   return dataclasses.replace(config, aux_head=aux_head)
 
 
-def _data_config(descriptor) -> config_lib.DataConfig:
+def _data_config(descriptor, model_config: config_lib.ModelConfig
+                 ) -> config_lib.DataConfig:
   return config_lib.DataConfig(
       dataset=FLAGS.dataset,
       ignore_label=descriptor.ignore_label,
@@ -196,7 +198,11 @@ def _data_config(descriptor) -> config_lib.DataConfig:
       is_training=True,
       deterministic=FLAGS.deterministic,
       seed=FLAGS.seed,
-      augment=common_flags.augment_params_from_flags())
+      augment=common_flags.augment_params_from_flags(),
+      # Pad with what the variant's preprocessing maps to 0 (official
+      # feature_extractor.mean_pixel).
+      mean_pixel=model_variants.get_model_variant(
+          model_config.model_variant).mean_pixel)
 
 
 def train_config_from_flags() -> config_lib.TrainConfig:
@@ -221,7 +227,8 @@ def configs_from_flags():
   common_flags.require_flag("dataset_dir")
   descriptor = common_flags.dataset_descriptor_from_flags()
   train_config = train_config_from_flags()
-  return (descriptor, _model_config(descriptor), _data_config(descriptor),
+  model_config = _model_config(descriptor)
+  return (descriptor, model_config, _data_config(descriptor, model_config),
           train_config)
 
 

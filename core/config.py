@@ -307,6 +307,11 @@ class DataConfig:
     cache: Cache decoded examples in memory (small datasets).
     augment: Extra training augmentations beyond official scale/crop/flip,
       all off by default.
+    mean_pixel: RGB value that pads images (and fills rotations and
+      GridMask): the model variant's `ModelVariant.mean_pixel`, which its
+      preprocessing maps to 0 (official `feature_extractor.mean_pixel`).
+      The apps set it from --model_variant; the default is that of the
+      [-1, 1] variants.
   """
 
   dataset: str = "pascal_voc_seg"
@@ -327,6 +332,7 @@ class DataConfig:
   seed: int = 0
   cache: bool = False
   augment: AugmentParams = dataclasses.field(default_factory=AugmentParams)
+  mean_pixel: Tuple[float, float, float] = (127.5, 127.5, 127.5)
 
   def __post_init__(self):
     """Positive sizes and counts; errors name the train or eval flag."""

@@ -4,7 +4,8 @@ Each is off by default and switched on by a field of
 `deeplab.core.config.AugmentParams` (`DataConfig.augment`, and its train.py
 flag). Geometric ones transform image and label with the same
 sampling grid (image bilinear, label nearest neighbour, out-of-image pixels
-filled with the mean pixel and the ignore label), so the label stays aligned
+filled with the model variant's mean pixel and the ignore label), so the
+label stays aligned
 and no new label value appears; photometric ones touch the image only.
 
   rotation      uniform angle in [-max_rotation_degrees, max_rotation_degrees],
@@ -21,13 +22,11 @@ Images are float32 in [0, 255] here; all draws are stateless, from a seed.
 """
 
 import math
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from deeplab.core.config import AugmentParams
-
-MEAN_PIXEL = 127.5
 
 
 def _seeds(seed: tf.Tensor, num: int):
@@ -54,7 +53,8 @@ def rotation_transform(angle: tf.Tensor, height: tf.Tensor,
 
 
 def apply_transform(image: tf.Tensor, label: Optional[tf.Tensor],
-                    transform: tf.Tensor, ignore_label: int
+                    transform: tf.Tensor, ignore_label: int,
+                    mean_pixel: Sequence[float]
                     ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   """Warps image (bilinear, mean fill) and label (nearest, ignore fill).
 
@@ -63,12 +63,15 @@ def apply_transform(image: tf.Tensor, label: Optional[tf.Tensor],
     label: int32 [H, W, 1] or None.
     transform: float32 [1, 8] output -> input projective transform.
     ignore_label: Fill value of the label.
+    mean_pixel: RGB fill value of the image (`ModelVariant.mean_pixel`).
   """
   shape = tf.shape(image)[:2]
+  # The op fills with one scalar: warp the mean-subtracted image, fill 0.
+  mean_pixel = tf.cast(mean_pixel, tf.float32)
   image = tf.raw_ops.ImageProjectiveTransformV3(
-      images=image[tf.newaxis], transforms=transform, output_shape=shape,
-      fill_value=MEAN_PIXEL, interpolation="BILINEAR",
-      fill_mode="CONSTANT")[0]
+      images=(image - mean_pixel)[tf.newaxis], transforms=transform,
+      output_shape=shape, fill_value=0., interpolation="BILINEAR",
+      fill_mode="CONSTANT")[0] + mean_pixel
   if label is not None:
     label = tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(label, tf.int32)[tf.newaxis], transforms=transform,
@@ -78,14 +81,14 @@ def apply_transform(image: tf.Tensor, label: Optional[tf.Tensor],
 
 
 def random_rotate(image, label, max_degrees: float, ignore_label: int,
-                  seed: tf.Tensor):
+                  seed: tf.Tensor, mean_pixel: Sequence[float]):
   """Rotates image and label by one uniform angle in [-max, max] degrees."""
   angle = tf.random.stateless_uniform(
       [], seed, minval=-max_degrees, maxval=max_degrees) * (math.pi / 180.)
   shape = tf.shape(image)
   return apply_transform(image, label,
                          rotation_transform(angle, shape[0], shape[1]),
-                         ignore_label)
+                         ignore_label, mean_pixel)
 
 
 # === Photometric (image only) ===
@@ -150,7 +153,7 @@ def random_blur_and_noise(image: tf.Tensor, params: AugmentParams,
 
 
 def grid_mask(image: tf.Tensor, params: AugmentParams,
-              seed: tf.Tensor) -> tf.Tensor:
+              seed: tf.Tensor, mean_pixel: Sequence[float]) -> tf.Tensor:
   """GridMask (Chen et al. 2020): mean-pixel squares on a random grid.
 
   With probability `gridmask_probability`, draws a period d in
@@ -174,4 +177,6 @@ def grid_mask(image: tf.Tensor, params: AugmentParams,
   apply = tf.random.stateless_uniform([], apply_seed) < (
       params.gridmask_probability)
   masked = tf.logical_and(masked, apply)
-  return tf.where(masked[..., tf.newaxis], MEAN_PIXEL, image)
+  mean_pixel = tf.broadcast_to(tf.cast(mean_pixel, image.dtype),
+                               tf.shape(image))
+  return tf.where(masked[..., tf.newaxis], mean_pixel, image)

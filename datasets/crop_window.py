@@ -16,7 +16,7 @@ It applies when training preprocessing is scale/crop/flip only (no resize
 to a range, no extra `AugmentParams`): see `applies`.
 """
 
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -144,7 +144,8 @@ def _decode_window(encoded, first, stop, shape, name):
 def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
                     crop_width: int, min_scale_factor: float,
                     max_scale_factor: float, step_size: float,
-                    ignore_label: int, flip: bool, seed: tf.Tensor
+                    ignore_label: int, flip: bool, seed: tf.Tensor,
+                    mean_pixel: Sequence[float]
                     ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """`preprocess_image_and_label` (training, scale/crop/flip only).
 
@@ -155,6 +156,7 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
     ignore_label: Label of padded pixels.
     flip: Random left-right flip.
     seed: int [2] per-example seed, as the full pipeline gets it.
+    mean_pixel: RGB padding, the model variant's `ModelVariant.mean_pixel`.
 
   Returns:
     (image float32 [crop_height, crop_width, 3], label int32
@@ -179,7 +181,9 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
                     axis=1)
   valid = tf.shape(label)[:2]
   paddings = [[0, crop_height - valid[0]], [0, crop_width - valid[1]], [0, 0]]
-  image = tf.pad(image, paddings, constant_values=preprocess.MEAN_PIXEL)
+  # Padded with the variant's mean pixel, as preprocess does.
+  mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
+  image = tf.pad(image - mean_pixel, paddings) + mean_pixel
   label = tf.pad(label, paddings, constant_values=ignore_label)
   if flip:  # tf.image.stateless_random_flip_left_right's draw.
     mirror = tf.random.stateless_uniform([], flip_seed, minval=0,

@@ -3,7 +3,8 @@
 `make_dataset(config)` yields `(features, labels)`:
 
   features["image"]     float32 [B, crop_h, crop_w, 3], values in [0, 255],
-                        padding 127.5 (the model scales it to [-1, 1])
+                        padded with `config.mean_pixel` (the model
+                        variant's, which its preprocessing maps to 0)
   features["height"]    int32 [B], the original image height
   features["width"]     int32 [B], the original image width
   features["filename"]  string [B], the example key
@@ -124,7 +125,7 @@ def make_dataset(
     image, label, shape = crop_window.scale_crop_flip(
         example, crop_height, crop_width, config.min_scale_factor,
         config.max_scale_factor, config.scale_factor_step_size,
-        ignore_label, config.flip, example_seed)
+        ignore_label, config.flip, example_seed, config.mean_pixel)
     features = {"image": image, "height": shape[0], "width": shape[1],
                 "filename": example["filename"]}
     return features, tf.squeeze(label, axis=-1)
@@ -143,7 +144,8 @@ def make_dataset(
         flip=config.flip,
         seed=example_seed,
         image_name=example["filename"],
-        augment_params=augment_params)
+        augment_params=augment_params,
+        mean_pixel=config.mean_pixel)
     features = {
         "image": image,
         "height": example["height"],

@@ -6,7 +6,9 @@ Training:
   2. scale randomly in [min_scale_factor, max_scale_factor], on a grid of
      `scale_factor_step_size` (label: nearest neighbour);
   3. pad to at least the crop size at the bottom and right: the image with
-     the mean pixel 127.5, the label with the ignore label;
+     the model variant's mean pixel (`ModelVariant.mean_pixel`, official
+     `feature_extractor.mean_pixel`: what its preprocessing maps to 0), the
+     label with the ignore label;
   4. take a random crop, the same window for image and label (they are
      concatenated into one tensor and cropped once);
   5. flip left-right with probability 0.5, both together.
@@ -19,20 +21,23 @@ Evaluation only resizes (if asked) and pads to the crop size, so the eval
 crop must be at least as large as every image; a larger image fails with a
 clear error.
 
+Resizing to a size range aligns corners (bilinear for images, nearest
+neighbour for labels), as official `preprocess_utils` does (TF1
+`align_corners=True`): evaluation matches official pixel for pixel. The
+random training scale keeps half-pixel centres (official aligns corners
+there too; a sub-pixel shift of an augmentation).
+
 All randomness is stateless, drawn from an optional `seed` [2], so that a
 pipeline that passes per-example seeds is reproducible however it is
 parallelised.
 """
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from deeplab.core.config import AugmentParams
 from deeplab.datasets import augment
-
-# The mean pixel; it becomes 0 after scaling the image to [-1, 1].
-MEAN_PIXEL = 127.5
 
 
 def get_random_scale(min_scale_factor: float, max_scale_factor: float,
@@ -68,12 +73,28 @@ def get_random_scale(min_scale_factor: float, max_scale_factor: float,
   return tf.minimum(scale, max_scale_factor)
 
 
-def _resize(image: tf.Tensor, label: Optional[tf.Tensor],
-            size: tf.Tensor) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
-  """Resizes image (bilinear) and label (nearest neighbour) to `size`."""
-  image = tf.image.resize(image, size, method="bilinear")
+def _resize(image: tf.Tensor, label: Optional[tf.Tensor], size: tf.Tensor,
+            align_corners: bool = False
+            ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
+  """Resizes image (bilinear) and label (nearest neighbour) to `size`.
+
+  `align_corners` reproduces official `preprocess_utils` (TF1 resize ops
+  with align_corners=True); without it, half-pixel centres
+  (`tf.image.resize`), which the random training scale keeps so that
+  `crop_window` can resample only the crop with the same arithmetic.
+  """
+  if not align_corners:
+    image = tf.image.resize(image, size, method="bilinear")
+    if label is not None:
+      label = tf.image.resize(label, size, method="nearest")
+    return image, label
+  image = tf.raw_ops.ResizeBilinear(images=image[tf.newaxis], size=size,
+                                    align_corners=True,
+                                    half_pixel_centers=False)[0]
   if label is not None:
-    label = tf.image.resize(label, size, method="nearest")
+    label = tf.raw_ops.ResizeNearestNeighbor(
+        images=label[tf.newaxis], size=size, align_corners=True,
+        half_pixel_centers=False)[0]
   return image, label
 
 
@@ -97,14 +118,20 @@ def resize_to_range(image: tf.Tensor, label: Optional[tf.Tensor],
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
   short_side, long_side = tf.reduce_min(shape), tf.reduce_max(shape)
   if min_size:
-    scale = float(min_size) / short_side
+    # Official: the short side to min_size, unless the (floored) long side
+    # would then exceed max_size: then the long side to max_size.
+    size = tf.cast(tf.floor(shape * (float(min_size) / short_side)),
+                   tf.int32)
     if max_size:
-      scale = tf.minimum(scale, float(max_size) / long_side)
+      small = tf.cast(tf.floor(shape * (float(max_size) / long_side)),
+                      tf.int32)
+      size = tf.cond(tf.reduce_max(size) > max_size, lambda: small,
+                     lambda: size)
   else:
     scale = tf.minimum(1.0, float(max_size) / long_side)
-  size = tf.cast(tf.floor(shape * scale), tf.int32)
+    size = tf.cast(tf.floor(shape * scale), tf.int32)
   size = tf.maximum(size, 1)
-  return _resize(image, label, size)
+  return _resize(image, label, size, align_corners=True)
 
 
 def preprocess_image_and_label(image: tf.Tensor,
@@ -122,7 +149,8 @@ def preprocess_image_and_label(image: tf.Tensor,
                                seed: Optional[tf.Tensor] = None,
                                image_name: Optional[tf.Tensor] = None,
                                augment_params: Optional[
-                                   AugmentParams] = None):
+                                   AugmentParams] = None,
+                               mean_pixel: Optional[Sequence[float]] = None):
   """Preprocesses one image and its label (see the module docstring).
 
   Args:
@@ -142,16 +170,24 @@ def preprocess_image_and_label(image: tf.Tensor,
     image_name: Optional string scalar naming the image in errors.
     augment_params: Optional extra training augmentations (rotation, colour
       jitter, blur, noise, GridMask); None applies none.
+    mean_pixel: RGB value of padded (and rotated-in, masked) pixels: the
+      model variant's `ModelVariant.mean_pixel`, which its preprocessing
+      maps to 0. Required (ValueError when None).
 
   Returns:
-    (image float32 [crop_height, crop_width, 3] in [0, 255] with padding
-    127.5, label int32 [crop_height, crop_width, 1] padded with
+    (image float32 [crop_height, crop_width, 3] in [0, 255] padded with
+    `mean_pixel`, label int32 [crop_height, crop_width, 1] padded with
     `ignore_label`, or None).
 
   Raises:
     tf.errors.InvalidArgumentError: at run time in evaluation, if the
       (resized) image is larger than the crop.
   """
+  if mean_pixel is None:
+    raise ValueError("preprocess_image_and_label needs mean_pixel: the model "
+                     "variant's ModelVariant.mean_pixel (DataConfig."
+                     "mean_pixel).")
+  mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
   image = tf.cast(image, tf.float32)
   if label is not None:
     label = tf.cast(label, tf.int32)
@@ -182,7 +218,7 @@ def preprocess_image_and_label(image: tf.Tensor,
       if augment_params.max_rotation_degrees:
         image, label = augment.random_rotate(
             image, label, augment_params.max_rotation_degrees, ignore_label,
-            rotate_seed)
+            rotate_seed, mean_pixel)
 
   shape = tf.shape(image)
   height, width = shape[0], shape[1]
@@ -199,7 +235,9 @@ def preprocess_image_and_label(image: tf.Tensor,
   pad_height = tf.maximum(crop_height - height, 0)
   pad_width = tf.maximum(crop_width - width, 0)
   paddings = [[0, pad_height], [0, pad_width], [0, 0]]
-  image = tf.pad(image, paddings, constant_values=MEAN_PIXEL)
+  # tf.pad takes one scalar: pad the mean-subtracted image with 0, as
+  # official pad_to_bounding_box does.
+  image = tf.pad(image - mean_pixel, paddings) + mean_pixel
   if label is not None:
     label = tf.pad(label, paddings, constant_values=ignore_label)
 
@@ -218,7 +256,7 @@ def preprocess_image_and_label(image: tf.Tensor,
     if label is not None:
       label = tf.cast(tf.round(stacked[..., 3:]), tf.int32)
     if augment_params is not None and augment_params.gridmask_probability:
-      image = augment.grid_mask(image, augment_params, grid_seed)
+      image = augment.grid_mask(image, augment_params, grid_seed, mean_pixel)
 
   image.set_shape([crop_height, crop_width, 3])
   if label is not None:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from deeplab.core.export import frozen_graph
 from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
+from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling import multiscale
 
 Prediction = Tuple[np.ndarray, np.ndarray]
@@ -141,7 +142,11 @@ class TFLitePredictor(Predictor):
   the model's parameters.
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str,
+               mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB):
+    """`mean_pixel`: the padding, the model variant's
+    `ModelVariant.mean_pixel` (default: that of the [-1, 1] variants)."""
+    self._mean_pixel = tuple(mean_pixel)
     self._interpreter = _tflite_interpreter(path)
     self._interpreter.allocate_tensors()
     self._input = self._interpreter.get_input_details()[0]
@@ -158,7 +163,7 @@ class TFLitePredictor(Predictor):
   def __call__(self, image):
     height, width = image.shape[:2]
     canvas, (valid_height, valid_width) = tflite_export.fit_to_canvas(
-        image, self.height, self.width)
+        image, self.height, self.width, self._mean_pixel)
     if self.quantized:
       scale, zero_point = self._input["quantization"]
       canvas = np.clip(np.round(canvas / scale + zero_point), 0, 255)
@@ -213,7 +218,9 @@ class OnnxPredictor(Predictor):
     return self._run(image, ["logits"])[0][0]
 
 
-def load_predictor(path: str) -> Predictor:
+def load_predictor(path: str,
+                   mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB
+                   ) -> Predictor:
   """A predictor for an exported model, chosen by its path.
 
   Args:
@@ -230,7 +237,7 @@ def load_predictor(path: str) -> Predictor:
   if os.path.isdir(path):
     return SavedModelPredictor(path)
   if lower.endswith(".tflite"):
-    return TFLitePredictor(path)
+    return TFLitePredictor(path, mean_pixel)
   if lower.endswith(".onnx"):
     return OnnxPredictor(path)
   if lower.endswith(".pb"):

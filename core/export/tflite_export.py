@@ -29,14 +29,16 @@ from deeplab.core.export import frozen_graph
 from deeplab.datasets import tfrecord_io
 
 QUANTIZATIONS = ("float32", "float16", "int8")
-# Padding of images smaller than the model's input: the mean pixel, which
-# the model's pre-processing maps to 0.
-PAD_VALUE = 127.5
-
-
 def fit_to_canvas(image: np.ndarray, height: int, width: int,
-                  pad_value: float = PAD_VALUE) -> Tuple[np.ndarray, Tuple]:
+                  pad_value: Sequence[float]) -> Tuple[np.ndarray, Tuple]:
   """Shrinks (keeping the aspect ratio) and pads an image to height x width.
+
+  Args:
+    image: [H, W, 3] pixels in 0..255.
+    height: Canvas height.
+    width: Canvas width.
+    pad_value: RGB padding: the model variant's `ModelVariant.mean_pixel`,
+      which the model's preprocessing maps to 0.
 
   Returns:
     (float32 [height, width, 3] canvas, (valid_height, valid_width)), the
@@ -48,17 +50,22 @@ def fit_to_canvas(image: np.ndarray, height: int, width: int,
     size = (max(1, int(image.shape[0] * scale)),
             max(1, int(image.shape[1] * scale)))
     image = tf.image.resize(image, size, method="bilinear").numpy()
-  canvas = np.full((height, width, 3), pad_value, np.float32)
+  canvas = np.empty((height, width, 3), np.float32)
+  canvas[:] = np.asarray(pad_value, np.float32)
   canvas[:image.shape[0], :image.shape[1]] = image
   return canvas, image.shape[:2]
 
 
 def images_from_tfrecords(dataset_dir: str, split: str,
                           size: Tuple[int, int],
-                          max_images: int = 100) -> Iterable[np.ndarray]:
+                          max_images: int = 100, *,
+                          mean_pixel: Sequence[float]
+                          ) -> Iterable[np.ndarray]:
   """Yields up to `max_images` canvases of `size` from a TFRecord split.
 
-  Used as the representative dataset of int8 quantization.
+  Used as the representative dataset of int8 quantization; images are
+  padded with `mean_pixel` (the model variant's `ModelVariant.mean_pixel`;
+  required).
 
   Raises:
     FileNotFoundError: naming the folder or split, when it has no shards.
@@ -66,7 +73,7 @@ def images_from_tfrecords(dataset_dir: str, split: str,
   files = tfrecord_io.list_shards(dataset_dir, split)
   dataset = tf.data.TFRecordDataset(files).map(tfrecord_io.parse_example)
   for example in dataset.take(max_images):
-    yield fit_to_canvas(example["image"].numpy(), *size)[0]
+    yield fit_to_canvas(example["image"].numpy(), *size, mean_pixel)[0]
 
 
 def convert(model: keras.Model, input_size: Tuple[int, int],

@@ -36,6 +36,8 @@ from deeplab.core.modeling.heads import decoder as decoder_lib
 from deeplab.core.modeling.heads import lr_aspp as lr_aspp_lib
 
 LOGITS_LAYER = "logits"
+# The last layer: bilinear upsampling of the logits to the input size.
+UPSAMPLE_LAYER = "upsample_logits"
 # Optional boundary refinement of the logits (as many channels as classes).
 REFINEMENT_LAYER = "logits_refinement"
 # Optional auxiliary head (training only); its classifier has num_classes
@@ -90,13 +92,11 @@ def build_deeplab_model(config: config_lib.ModelConfig,
       on a variant without `aux_endpoint`.
   """
   variant = model_variants.get_model_variant(config.model_variant)
-  activation = "relu6" if config.use_bounded_activation else "relu"
-  bn_args = dict(
-      batch_norm_momentum=config.batch_norm_momentum,
-      batch_norm_epsilon=config.batch_norm_epsilon,
-      weight_decay=config.weight_decay,
-      sync_batch_norm=config.sync_batch_norm,
-      activation=activation)
+  # The heads keep the backbone's options but official model.py's epsilon
+  # (1e-5, `deeplab_layers.HEAD_BATCH_NORM_EPSILON`).
+  head_norm = deeplab_layers.NormActivation.from_model_config(
+      config).for_head()
+  bn_args = dict(weight_decay=config.weight_decay, **head_norm.layer_kwargs())
 
   # === Encoder ===
   images = keras.Input(shape=tuple(input_shape), dtype="float32", name="image")
@@ -165,7 +165,7 @@ def build_deeplab_model(config: config_lib.ModelConfig,
   # float32 even under a mixed-precision policy: losses and argmax want it.
   outputs = deeplab_layers.ResizeBilinear(
       align_corners=True, dtype="float32",
-      name="upsample_logits")([logits, images])
+      name=UPSAMPLE_LAYER)([logits, images])
 
   if config.aux_head:
     # === Auxiliary head (training only; PSPNet Sec. 3.3) ===
@@ -176,8 +176,23 @@ def build_deeplab_model(config: config_lib.ModelConfig,
     aux_outputs = deeplab_layers.ResizeBilinear(
         align_corners=True, dtype="float32",
         name="upsample_aux_logits")([aux_logits, images])
-    return keras.Model(images, [outputs, aux_outputs], name=name)
-  return keras.Model(images, outputs, name=name)
+    model = keras.Model(images, [outputs, aux_outputs], name=name)
+  else:
+    model = keras.Model(images, outputs, name=name)
+  model.logits_output_stride = logits_output_stride(config, variant)
+  return model
+
+
+def logits_output_stride(config: config_lib.ModelConfig,
+                         variant: model_variants.ModelVariant = None) -> int:
+  """Stride of the logits before `upsample_logits`: the decoder's (or the
+  LR-ASPP's low-level) stride, else the output stride (official
+  `multi_scale_logits`' `logits_output_stride`)."""
+  variant = variant or model_variants.get_model_variant(config.model_variant)
+  low_level_name = _low_level_endpoint(variant, config)
+  if low_level_name is None:
+    return config.output_stride
+  return config.decoder_output_stride or 8
 
 
 def main_output_model(model: keras.Model) -> keras.Model:
@@ -193,7 +208,10 @@ def main_output_model(model: keras.Model) -> keras.Model:
   """
   if len(model.outputs) == 1:
     return model
-  return keras.Model(model.input, model.outputs[0], name=model.name)
+  main = keras.Model(model.input, model.outputs[0], name=model.name)
+  if hasattr(model, "logits_output_stride"):
+    main.logits_output_stride = model.logits_output_stride
+  return main
 
 
 def _aux_endpoint(variant, endpoints):

@@ -203,6 +203,31 @@ _HEAD_LEAVES = {
 _HEAD_PREFIX = {"aspp": "", "decoder": "decoder/"}
 
 
+def _head_variable_name(head: keras.layers.Layer, parts: List[str]) -> str:
+  """Official name of a weight of ASPP or the decoder (`parts`: its path).
+
+  Conv blocks (`aspp1/depthwise_bn/gamma`) map through `_HEAD_LEAVES`;
+  plain convs with a bias and no BatchNorm (the squeeze-and-excitation
+  image-pooling conv, the decoder convs under `decoder_output_is_logits`)
+  have the path `aspp/image_pooling/kernel`.
+  """
+  branch, attr = parts[1], parts[-1]
+  if len(parts) == 3:
+    return (f"{_HEAD_PREFIX[head.name]}{branch}/"
+            f"{'biases' if attr == 'bias' else 'weights'}")
+  suffix, is_bn = _HEAD_LEAVES[parts[2]]
+  match = re.fullmatch(r"decoder_conv(\d+)", branch)
+  if (head.name == "decoder" and match and not head.use_separable_conv and
+      not head.sum_merge):
+    # slim.repeat(..., scope="decoder_conv0"): decoder_conv0/decoder_conv0_1.
+    branch = f"decoder_conv0/decoder_conv0_{int(match.group(1)) + 1}"
+  scope = f"{_HEAD_PREFIX[head.name]}{branch}{suffix}"
+  if is_bn:
+    return f"{scope}/BatchNorm/{attr}"
+  return (f"{scope}/depthwise_weights" if parts[2] == "depthwise"
+          else f"{scope}/weights")
+
+
 def official_variable_map(model: keras.Model) -> Dict[str, keras.Variable]:
   """Official DeepLab TF1 variable name -> our variable, for every weight.
 
@@ -224,14 +249,7 @@ def official_variable_map(model: keras.Model) -> Dict[str, keras.Variable]:
       if layer.name == "logits":
         name = "logits/semantic/" + ("biases" if attr == "bias" else "weights")
       elif layer.name in _HEAD_PREFIX:
-        branch, leaf = parts[1], parts[2]
-        suffix, is_bn = _HEAD_LEAVES[leaf]
-        scope = f"{_HEAD_PREFIX[layer.name]}{branch}{suffix}"
-        if is_bn:
-          name = f"{scope}/BatchNorm/{attr}"
-        else:
-          name = (f"{scope}/depthwise_weights" if leaf == "depthwise"
-                  else f"{scope}/weights")
+        name = _head_variable_name(layer, parts)
       else:
         scope = _mobilenet_scope(layer.name)
         if scope is None:

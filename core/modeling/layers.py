@@ -9,7 +9,8 @@ The conv blocks reproduce the slim conventions of official DeepLab:
 and `slim.l2_regularizer(wd)`, which is `wd * sum(w**2) / 2`.
 """
 
-from typing import Iterator, Optional
+import dataclasses
+from typing import Any, Dict, Iterator, Optional
 
 import keras
 from keras import ops
@@ -21,6 +22,70 @@ _PACKAGE = "deeplab"
 # Activations of the conv blocks: official DeepLab's ReLU, or ReLU6 for
 # `use_bounded_activation` (quantization).
 ACTIVATIONS = ("relu", "relu6")
+
+
+# BatchNorm epsilon of official DeepLab's heads: `model.extract_features`
+# (ASPP, image pooling, concat projection) and `model.refine_by_decoder`
+# build their batch norms with epsilon=1e-5, whatever the backbone uses
+# (1e-3 for Xception and the MobileNets).
+HEAD_BATCH_NORM_EPSILON = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class NormActivation:
+  """BatchNorm and activation options shared by a network's conv blocks.
+
+  Grouped once, as the Model Garden's `NormActivation`
+  (official/vision/configs/common.py), instead of being repeated as
+  keyword arguments through every builder.
+
+  Attributes:
+    momentum: BatchNorm moving-average momentum (slim `decay`).
+    epsilon: BatchNorm epsilon.
+    synchronized: Synchronize BatchNorm statistics across replicas.
+    activation: `relu` (official) or `relu6` (`use_bounded_activation`).
+
+  Example:
+    >>> norm = NormActivation(momentum=0.9)
+    >>> norm.for_head().epsilon
+    1e-05
+  """
+
+  momentum: float = 0.9997
+  epsilon: float = 1e-3
+  synchronized: bool = False
+  activation: str = "relu"
+
+  def __post_init__(self):
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(f"Unknown activation {self.activation!r}; known: "
+                       f"{list(ACTIVATIONS)}.")
+
+  @classmethod
+  def from_model_config(cls, config) -> "NormActivation":
+    """The backbone's options from a `ModelConfig`."""
+    return cls(momentum=config.batch_norm_momentum,
+               epsilon=config.batch_norm_epsilon,
+               synchronized=config.sync_batch_norm,
+               activation="relu6" if config.use_bounded_activation else "relu")
+
+  def replace(self, **changes) -> "NormActivation":
+    return dataclasses.replace(self, **changes)
+
+  def for_head(self) -> "NormActivation":
+    """The same options with the heads' official epsilon (1e-5)."""
+    return self.replace(epsilon=HEAD_BATCH_NORM_EPSILON)
+
+  def batch_norm(self, name: str) -> keras.layers.BatchNormalization:
+    """A BatchNorm layer with these options."""
+    return batch_norm(name, self.momentum, self.epsilon, self.synchronized)
+
+  def layer_kwargs(self) -> Dict[str, Any]:
+    """These options as the conv blocks' (serialised) keyword arguments."""
+    return {"batch_norm_momentum": self.momentum,
+            "batch_norm_epsilon": self.epsilon,
+            "sync_batch_norm": self.synchronized,
+            "activation": self.activation}
 
 
 # === Helpers ===
@@ -143,6 +208,8 @@ class ResizeBilinear(keras.layers.Layer):
 
 
 PREPROCESSING_MODES = ("zero_mean_unit_range", "imagenet_mean", "caffe")
+# The pixel that `zero_mean_unit_range` maps to 0 ([-1, 1] variants).
+UNIT_RANGE_MEAN_RGB = (127.5, 127.5, 127.5)
 # ImageNet mean RGB that official DeepLab subtracts for non-beta ResNets.
 IMAGENET_MEAN_RGB = (123.15, 115.90, 103.06)
 # Keras Applications' "caffe" mode (ResNet50/101): RGB -> BGR, then this

@@ -72,7 +72,7 @@ class ModelVariant:
       return deeplab_layers.IMAGENET_MEAN_RGB
     if self.preprocessing == "caffe":
       return deeplab_layers.CAFFE_MEAN_RGB
-    return (127.5, 127.5, 127.5)
+    return deeplab_layers.UNIT_RANGE_MEAN_RGB
 
 
 _REGISTRY: Dict[str, ModelVariant] = {}
@@ -112,15 +112,20 @@ def known_model_variants() -> Tuple[str, ...]:
 # === Builders: adapt ModelConfig to each backbone's arguments ===
 
 
+def _norm(config: config_lib.ModelConfig, **changes):
+  """The backbone's BatchNorm options from `config` (activations stay each
+  backbone's own)."""
+  return deeplab_layers.NormActivation.from_model_config(config).replace(
+      activation="relu", **changes)
+
+
 def _build_mobilenet_v2(images, config: config_lib.ModelConfig):
   return mobilenet_v2.build_mobilenet_v2(
       images,
       output_stride=config.output_stride,
       depth_multiplier=config.depth_multiplier,
-      batch_norm_momentum=config.batch_norm_momentum,
-      batch_norm_epsilon=config.batch_norm_epsilon,
+      norm=_norm(config),
       weight_decay=config.weight_decay,
-      sync_batch_norm=config.sync_batch_norm,
       quant_friendly=config.quant_friendly,
       kernel_initializer=config.backbone_initializer or None)
 
@@ -131,10 +136,8 @@ def _xception_builder(name):
         images, name=name,
         output_stride=config.output_stride,
         multi_grid=config.multi_grid or (1, 1, 1),
-        batch_norm_momentum=config.batch_norm_momentum,
-        batch_norm_epsilon=config.batch_norm_epsilon,
+        norm=_norm(config),
         weight_decay=config.weight_decay,
-        sync_batch_norm=config.sync_batch_norm,
         use_bounded_activation=config.use_bounded_activation,
         kernel_initializer=config.backbone_initializer or None)
   return build
@@ -147,10 +150,8 @@ def _resnet_v1_builder(name):
         images, name=name,
         output_stride=config.output_stride,
         multi_grid=config.multi_grid,
-        batch_norm_momentum=config.batch_norm_momentum,
-        batch_norm_epsilon=1e-5,
+        norm=_norm(config, epsilon=1e-5),
         weight_decay=config.weight_decay,
-        sync_batch_norm=config.sync_batch_norm,
         use_bounded_activation=config.use_bounded_activation,
         kernel_initializer=config.backbone_initializer or None)
   return build
@@ -180,10 +181,8 @@ def _mobilenet_v3_builder(name):
     return mobilenet_v3.build_mobilenet_v3(
         images, name=name, output_stride=config.output_stride,
         depth_multiplier=config.depth_multiplier,
-        batch_norm_momentum=config.batch_norm_momentum,
-        batch_norm_epsilon=config.batch_norm_epsilon,
+        norm=_norm(config),
         weight_decay=config.weight_decay,
-        sync_batch_norm=config.sync_batch_norm,
         quant_friendly=config.quant_friendly,
         kernel_initializer=config.backbone_initializer or None)
   return build

@@ -1,10 +1,16 @@
 """Multi-scale and left-right-flip inference, as official DeepLab does it.
 
 Official `predict_labels_multi_scale` runs the network once per scale (and
-once more on the flipped image when `add_flipped_images`), resizes every
-logit map back to the input size with align-corners bilinear resizing,
-takes the softmax of each, and averages the probabilities. The label is the
-argmax of that average.
+once more on the flipped image when `add_flipped_images`) on the image
+resized to `scale_dimension(size, scale)` = `int((size - 1) * scale + 1)`.
+`multi_scale_logits` resizes each scale's logits (at feature resolution)
+to `scale_dimension(size, max(1, scale) / logits_output_stride)`, and
+`predict_labels_multi_scale` resizes that to the input size (both
+align-corners bilinear), takes the softmax of each, and averages the
+probabilities. The label is the argmax of that average. For our models
+(`deeplab_model.build_deeplab_model`) this module reproduces both resizes
+from the logits before `upsample_logits`; other callables, which give
+input-resolution logits only, get one resize.
 
 Used by evaluation (`model_fn` EVAL mode, the Keras predictor) and by every
 export format, so all of them compute the same thing.
@@ -15,8 +21,10 @@ Example:
       model, images, scales=(0.75, 1.0, 1.25), add_flipped_images=True)
 """
 
-from typing import Sequence, Tuple
+import weakref
+from typing import Callable, Optional, Sequence, Tuple
 
+import keras
 import tensorflow as tf
 
 from deeplab.core.modeling import deeplab_model
@@ -43,6 +51,37 @@ def validate_scales(scales: Sequence[float], flag_name: str = "eval_scales"
 def is_single_pass(scales: Sequence[float], add_flipped_images: bool) -> bool:
   """True when inference is one plain forward pass."""
   return tuple(float(s) for s in scales) == (1.0,) and not add_flipped_images
+
+
+def scale_dimension(dim: tf.Tensor, scale: float) -> tf.Tensor:
+  """Official `utils.scale_dimension`: int((dim - 1) * scale + 1)."""
+  return tf.cast((tf.cast(dim, tf.float32) - 1.0) * scale + 1.0, tf.int32)
+
+
+_LOGITS_MODELS = weakref.WeakKeyDictionary()
+
+
+def logits_model(model) -> Optional[Tuple[Callable, int]]:
+  """(model of the logits before `upsample_logits`, their stride), or None
+  when `model` is not one of ours (then its outputs are used as they are).
+
+  Cached per model (weakly, and not as an attribute, which Keras would
+  track into checkpoints), so that a traced function builds it once.
+  """
+  cached = _LOGITS_MODELS.get(model)
+  if cached is not None:
+    return cached
+  stride = getattr(model, "logits_output_stride", None)
+  if not isinstance(model, keras.Model) or stride is None:
+    return None
+  try:
+    upsample = model.get_layer(deeplab_model.UPSAMPLE_LAYER)
+  except ValueError:
+    return None
+  logits = keras.Model(model.inputs, upsample.input[0],
+                       name=f"{model.name}_logits")
+  _LOGITS_MODELS[model] = (logits, int(stride))
+  return _LOGITS_MODELS[model]
 
 
 def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -76,18 +115,23 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
     logits = _resize(logits, size)
     return tf.nn.softmax(logits, axis=-1), logits
 
+  logits_and_stride = logits_model(model)
   total = None
   count = 0
   for scale in scales:
-    if scale == 1.0:
-      scaled = images
-    else:
-      scaled_size = tf.cast(
-          tf.math.floor(tf.cast(size, tf.float32) * scale), tf.int32)
-      scaled = _resize(images, tf.maximum(scaled_size, 1))
+    scaled = images
+    if scale != 1.0:
+      scaled = _resize(images, tf.maximum(scale_dimension(size, scale), 1))
     for flip in ((False, True) if add_flipped_images else (False,)):
       inputs = tf.reverse(scaled, axis=[2]) if flip else scaled
-      logits = deeplab_model.main_logits(model(inputs, training=False))
+      if logits_and_stride is None:
+        logits = deeplab_model.main_logits(model(inputs, training=False))
+      else:
+        raw_model, stride = logits_and_stride
+        logits = deeplab_model.main_logits(raw_model(inputs, training=False))
+        # Official multi_scale_logits: to the (largest) scale's logit size.
+        logits = _resize(logits, scale_dimension(size, max(1.0, scale) /
+                                                 stride))
       if flip:
         logits = tf.reverse(logits, axis=[2])
       probabilities = tf.nn.softmax(_resize(logits, size), axis=-1)

@@ -16,6 +16,7 @@ from deeplab.core.export import onnx_export
 from deeplab.core.export import predictors
 from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
+from deeplab.core.modeling import model_variants
 import trained_demo
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,9 @@ def trained(tmp_path_factory):
   for quantization in tflite_export.QUANTIZATIONS:
     def write(path, quantization=quantization):
       images = tflite_export.images_from_tfrecords(
-          tfrecord_dir, "train", (SIZE, SIZE), max_images=32)
+          tfrecord_dir, "train", (SIZE, SIZE), max_images=32,
+          mean_pixel=model_variants.get_model_variant(
+              trained_demo.MODEL_CONFIG["model_variant"]).mean_pixel)
       with open(path, "wb") as f:
         f.write(tflite_export.convert(model, (SIZE, SIZE), quantization,
                                       images))

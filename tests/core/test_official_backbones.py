@@ -67,12 +67,15 @@ def test_layer_counts_and_official_names():
 
 
 def test_dilation_rates_follow_stack_blocks_dense():
-  model = btu.backbone("resnet_v1_50_beta", 16)
+  model = btu.backbone("resnet_v1_50_beta", 16, multi_grid=(1, 2, 4))
   rate = lambda unit: model.get_layer(
       f"resnet_v1_50.{unit}.bottleneck_v1.conv2").dilation_rate[0]
   # The unit whose stride is dropped keeps rate 1; block4 gets 2 * (1,2,4).
   assert [rate("block3.unit_6"), rate("block4.unit_1"),
           rate("block4.unit_2"), rate("block4.unit_3")] == [1, 2, 4, 8]
+  # Without --multi_grid, official resnet_v1_beta's default [1, 1, 1].
+  model = btu.backbone("resnet_v1_50_beta", 16)
+  assert [rate("block4.unit_1"), rate("block4.unit_3")] == [2, 2]
   model = btu.backbone("xception_41", 8)
   rate = lambda scope: model.get_layer(
       f"xception_41.{scope}.unit_1.xception_module.separable_conv3_depthwise"
@@ -83,7 +86,7 @@ def test_dilation_rates_follow_stack_blocks_dense():
 
 def test_multi_grid_and_bad_arguments():
   assert resnet_v1.default_multi_grid("resnet_v1_50") == (1, 1, 1)
-  assert resnet_v1.default_multi_grid("resnet_v1_101_beta") == (1, 2, 4)
+  assert resnet_v1.default_multi_grid("resnet_v1_101_beta") == (1, 1, 1)
   inputs = keras.Input((33, 33, 3))
   with pytest.raises(ValueError, match="output_stride"):
     xception.build_xception(inputs, output_stride=4)

@@ -7,12 +7,15 @@ import pytest
 import tensorflow as tf
 
 from deeplab.core import config as config_lib
+from deeplab.core.modeling import model_variants
 from deeplab.datasets import augment
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import preprocess
 
 IGNORE = 255
 NUM_CLASSES = 5
+# Fill value: a per-channel mean pixel (resnet_v1_50's ImageNet mean).
+MEAN = model_variants.get_model_variant("resnet_v1_50").mean_pixel
 
 
 def _block_image(seed=0, height=48, width=64, block=8):
@@ -43,7 +46,7 @@ def _check_aligned(image, label, palette, classes, min_fraction):
   assert exact.mean() >= min_fraction
   np.testing.assert_array_equal(label[exact], expected[exact])
   # Mean-pixel fill (padding, rotated-in corners) is labelled ignore.
-  fill = (np.abs(image - preprocess.MEAN_PIXEL).max(-1) < 1e-3)
+  fill = (np.abs(image - np.float32(MEAN)).max(-1) < 1e-3)
   assert (label[fill] == IGNORE).all()
 
 
@@ -56,14 +59,14 @@ def test_every_geometric_transform_keeps_alignment(seed):
         image, label, crop[0], crop[1], min_scale_factor=0.5,
         max_scale_factor=2.0, scale_factor_step_size=0.25,
         ignore_label=IGNORE, is_training=True,
-        seed=tf.constant([seed, 3]), augment_params=params)
+        seed=tf.constant([seed, 3]), augment_params=params, mean_pixel=MEAN)
     _check_aligned(out_image, out_label, palette, classes, 0.2)
 
 
 def test_rotation_resize_to_range_and_scale_each_alone():
   image, label, palette, classes = _block_image(5)
   rotated = augment.random_rotate(tf.constant(image), tf.constant(label),
-                                  45., IGNORE, tf.constant([1, 2]))
+                                  45., IGNORE, tf.constant([1, 2]), MEAN)
   _check_aligned(*rotated, palette, classes, 0.4)
   resized = preprocess.resize_to_range(tf.constant(image),
                                        tf.constant(label), 37, 50)
@@ -75,7 +78,7 @@ def test_rotation_by_90_degrees_is_exact():
   label = np.arange(36, dtype=np.int32).reshape(6, 6, 1)
   transform = augment.rotation_transform(tf.constant(math.pi / 2), 6, 6)
   _, rotated = augment.apply_transform(
-      tf.zeros([6, 6, 3]), tf.constant(label), transform, IGNORE)
+      tf.zeros([6, 6, 3]), tf.constant(label), transform, IGNORE, MEAN)
   np.testing.assert_array_equal(rotated.numpy()[..., 0],
                                 np.rot90(label[..., 0], k=-1))
 
@@ -84,7 +87,7 @@ def test_zero_params_change_nothing_and_photometric_spares_label():
   image, label, _, _ = _block_image(1)
   args = dict(crop_height=40, crop_width=40, min_scale_factor=0.5,
               max_scale_factor=2., scale_factor_step_size=0.25,
-              is_training=True, seed=tf.constant([4, 5]))
+              is_training=True, seed=tf.constant([4, 5]), mean_pixel=MEAN)
   base = preprocess.preprocess_image_and_label(image, label, **args)
   same = preprocess.preprocess_image_and_label(
       image, label, augment_params=config_lib.AugmentParams(), **args)
@@ -116,15 +119,16 @@ def test_grid_mask_masks_squares_with_the_mean_pixel():
   params = config_lib.AugmentParams(gridmask_probability=1., gridmask_ratio=0.5,
                                  gridmask_min_period=16,
                                  gridmask_max_period=16)
-  masked = augment.grid_mask(image, params, tf.constant([1, 1])).numpy()
-  is_masked = masked[..., 0] == preprocess.MEAN_PIXEL
+  masked = augment.grid_mask(image, params, tf.constant([1, 1]),
+                             MEAN).numpy()
+  is_masked = masked[..., 0] == np.float32(MEAN[0])
   assert is_masked.mean() == pytest.approx(0.25)
   assert (masked[~is_masked] == 10.).all()
   # Squares of 8 on a period of 16.
   rows = np.nonzero(is_masked.any(1))[0]
   assert len(rows) == 32
   off = augment.grid_mask(image, config_lib.AugmentParams(),
-                          tf.constant([1, 1]))
+                          tf.constant([1, 1]), MEAN)
   np.testing.assert_array_equal(off, image)
 
 

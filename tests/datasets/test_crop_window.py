@@ -5,12 +5,15 @@ import pytest
 import tensorflow as tf
 
 from deeplab.core.config import DataConfig
+from deeplab.core.modeling import model_variants
 from deeplab.datasets import crop_window
 from deeplab.datasets import input_pipeline
 from deeplab.datasets import preprocess
 
 # (min scale, max scale, step): the official grid, a continuous range,
 # no scaling (the crop alone), and upscaling only.
+# Padding: a per-channel mean pixel (resnet_v1_50's ImageNet mean).
+MEAN = model_variants.get_model_variant("resnet_v1_50").mean_pixel
 SCALES = [(0.5, 2.0, 0.25), (0.3, 1.7, 0.0), (1.0, 1.0, 0.0),
           (1.25, 2.0, 0.25)]
 
@@ -31,12 +34,13 @@ def test_same_pixels_as_the_full_pipeline(jpeg):
     want_image, want_label = preprocess.preprocess_image_and_label(
         tf.io.decode_image(encoded, channels=3), label, crop_height,
         crop_width, min_scale_factor=min_scale, max_scale_factor=max_scale,
-        scale_factor_step_size=step, ignore_label=255, seed=seed)
+        scale_factor_step_size=step, ignore_label=255, seed=seed,
+        mean_pixel=MEAN)
     example = {"encoded": encoded, "filename": tf.constant("x"),
                "label": tf.constant(label)}
     got_image, got_label, shape = crop_window.scale_crop_flip(
         example, crop_height, crop_width, min_scale, max_scale, step, 255,
-        True, seed)
+        True, seed, MEAN)
     assert shape.numpy().tolist() == [height, width]
     np.testing.assert_array_equal(got_label, want_label, err_msg=str(trial))
     np.testing.assert_array_equal(got_image, want_image, err_msg=str(trial))
@@ -48,7 +52,7 @@ def test_size_mismatch_is_named():
              "label": tf.zeros((9, 8, 1), tf.uint8)}
   with pytest.raises(tf.errors.InvalidArgumentError, match="Label size"):
     crop_window.scale_crop_flip(example, 4, 4, 0.5, 2.0, 0.25, 255, True,
-                                tf.constant([1, 2]))
+                                tf.constant([1, 2]), MEAN)
 
 
 def test_pipeline_uses_it_and_matches_the_full_path(demo_tfrecords,

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab.core.modeling import model_variants
 from deeplab.datasets import preprocess
+
+# Padding takes the variant's mean pixel: 127.5 for the [-1, 1] variants,
+# the ImageNet mean for resnet_v1_50 (official feature_extractor.mean_pixel).
+UNIT = model_variants.get_model_variant("mobilenet_v2").mean_pixel
+IMAGENET = model_variants.get_model_variant("resnet_v1_50").mean_pixel
 
 
 def _coupled_example(height=20, width=30, seed=0):
@@ -25,7 +31,7 @@ def test_train_crop_and_flip_are_shared():
   for i in range(40):
     out_image, out_label = preprocess.preprocess_image_and_label(
         image, label, 24, 24, ignore_label=255, is_training=True,
-        seed=tf.constant([i, 7]))
+        seed=tf.constant([i, 7]), mean_pixel=UNIT)
     out_image, out_label = out_image.numpy(), out_label.numpy()[..., 0]
     assert out_image.shape == (24, 24, 3) and out_image.dtype == np.float32
     assert out_label.shape == (24, 24)
@@ -52,7 +58,7 @@ def test_train_with_random_scale_keeps_alignment():
     out_image, out_label = preprocess.preprocess_image_and_label(
         image.astype(np.uint8), label, 36, 36, min_scale_factor=0.5,
         max_scale_factor=2.0, scale_factor_step_size=0.25, is_training=True,
-        seed=tf.constant([i, 1]))
+        seed=tf.constant([i, 1]), mean_pixel=UNIT)
     out_image, out_label = out_image.numpy(), out_label.numpy()[..., 0]
     valid = out_label != 255
     scales.add(int(valid.sum()))
@@ -76,14 +82,16 @@ def test_random_scale_is_on_the_grid():
     preprocess.get_random_scale(2.0, 1.0, 0.25, tf.constant([0, 0]))
 
 
-def test_eval_only_pads():
+def test_eval_only_pads_with_the_variants_mean_pixel():
   image, label = _coupled_example(20, 30)
   out_image, out_label = preprocess.preprocess_image_and_label(
-      image, label, 32, 40, ignore_label=0, is_training=False)
+      image, label, 32, 40, ignore_label=0, is_training=False,
+      mean_pixel=IMAGENET)
   out_image, out_label = out_image.numpy(), out_label.numpy()[..., 0]
   np.testing.assert_array_equal(out_image[:20, :30], image)
   np.testing.assert_array_equal(out_label[:20, :30], label[..., 0])
-  assert (out_image[20:] == 127.5).all() and (out_image[:, 30:] == 127.5).all()
+  mean = np.float32(IMAGENET)
+  assert (out_image[20:] == mean).all() and (out_image[:, 30:] == mean).all()
   assert (out_label[20:] == 0).all() and (out_label[:, 30:] == 0).all()
   assert out_label.dtype == np.int32
 
@@ -92,6 +100,9 @@ def test_eval_rejects_image_larger_than_crop():
   image, label = _coupled_example(20, 30)
   with pytest.raises(tf.errors.InvalidArgumentError, match="crop_size 16x40"):
     preprocess.preprocess_image_and_label(image, label, 16, 40,
+                                          is_training=False, mean_pixel=UNIT)
+  with pytest.raises(ValueError, match="mean_pixel"):
+    preprocess.preprocess_image_and_label(image, label, 32, 40,
                                           is_training=False)
 
 
@@ -104,3 +115,17 @@ def test_resize_to_range():
   assert out.shape == (25, 50, 3)
   out, _ = preprocess.resize_to_range(image, None, None, 100)
   assert out.shape == (20, 40, 3)
+  # Official: the long side is checked after flooring. 67 * 30 / 20 = 100.5
+  # floors to 100 <= max 100, so the short side reaches 30 (not 29).
+  out, _ = preprocess.resize_to_range(tf.zeros([20, 67, 3]), None, 30, 100)
+  assert out.shape == (30, 100, 3)
+
+
+def test_resize_aligns_corners():
+  """Official preprocess_utils resizes with align_corners=True: corner
+  pixels are kept and a linear ramp stays exactly linear."""
+  ramp = tf.constant(np.arange(5, dtype=np.float32)[None, :, None]
+                     * np.ones([3, 1, 3], np.float32))
+  out, _ = preprocess.resize_to_range(ramp, None, 5, None)  # 3x5 -> 5x8
+  np.testing.assert_allclose(out.numpy()[0, :, 0], np.linspace(0, 4, 8),
+                             atol=1e-6)

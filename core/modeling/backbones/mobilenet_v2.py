@@ -30,7 +30,7 @@ Its `Conv_1`/`Conv_1_bn` (the 1280 conv) have no counterpart here and its
 fixed-size inputs).
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import keras
 
@@ -108,10 +108,8 @@ def _keras_prefix(block_id: int) -> str:
 def build_mobilenet_v2(inputs: keras.KerasTensor,
                        output_stride: int = 16,
                        depth_multiplier: float = 1.0,
-                       batch_norm_momentum: float = 0.9997,
-                       batch_norm_epsilon: float = 1e-3,
+                       norm: Optional[deeplab_layers.NormActivation] = None,
                        weight_decay: float = 4e-5,
-                       sync_batch_norm: bool = False,
                        quant_friendly: bool = False,
                        kernel_initializer=None
                        ) -> Dict[str, keras.KerasTensor]:
@@ -125,10 +123,9 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
     inputs: Preprocessed images (range [-1, 1]), [batch, height, width, 3].
     output_stride: 8, 16 or 32: ratio of input to final-feature resolution.
     depth_multiplier: Width multiplier (official rounding, see module doc).
-    batch_norm_momentum: BatchNorm moving-average momentum (slim decay).
-    batch_norm_epsilon: BatchNorm epsilon.
+    norm: BatchNorm options (default: official `NormActivation()`;
+      the activation stays the backbone's own).
     weight_decay: Slim-convention L2 weight decay on conv kernels.
-    sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     quant_friendly: Quantization-friendly MobileNet (Sheng et al. 2018):
       depthwise convs get a bias and no BN or activation after them, and
       ReLU replaces ReLU6. ImageNet weights then load only partially.
@@ -149,6 +146,7 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
     ValueError: on an output_stride other than 8, 16 or 32, or a
       non-positive depth_multiplier.
   """
+  norm = norm or deeplab_layers.NormActivation()
   if output_stride not in (8, 16, 32):
     raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}.")
   if depth_multiplier <= 0:
@@ -175,8 +173,7 @@ def build_mobilenet_v2(inputs: keras.KerasTensor,
         name=name)
 
   def bn(name):
-    return deeplab_layers.batch_norm(name, batch_norm_momentum,
-                                     batch_norm_epsilon, sync_batch_norm)
+    return norm.batch_norm(name)
 
   def relu6(name):
     return keras.layers.ReLU(None if quant_friendly else 6.0, name=name)

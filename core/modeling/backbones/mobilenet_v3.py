@@ -84,10 +84,8 @@ def build_mobilenet_v3(inputs: keras.KerasTensor,
                        name: str = "mobilenet_v3_large_seg",
                        output_stride: int = 32,
                        depth_multiplier: float = 1.0,
-                       batch_norm_momentum: float = 0.997,
-                       batch_norm_epsilon: float = 1e-3,
+                       norm: Optional[deeplab_layers.NormActivation] = None,
                        weight_decay: float = 4e-5,
-                       sync_batch_norm: bool = False,
                        quant_friendly: bool = False,
                        scope: Optional[str] = "MobilenetV3",
                        kernel_initializer=None
@@ -99,10 +97,9 @@ def build_mobilenet_v3(inputs: keras.KerasTensor,
     name: `mobilenet_v3_large_seg` or `mobilenet_v3_small_seg`.
     output_stride: 8, 16 or 32 (the official Cityscapes models use 32).
     depth_multiplier: Width multiplier (channels rounded to multiples of 8).
-    batch_norm_momentum: BatchNorm momentum.
-    batch_norm_epsilon: BatchNorm epsilon.
+    norm: BatchNorm options (default: official `NormActivation(momentum=0.997)`;
+      the activation stays the backbone's own).
     weight_decay: Slim-convention L2 weight decay on regular convs.
-    sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     quant_friendly: Depthwise convs get a bias and no BatchNorm (Sheng et
       al. 2018, quantization-friendly separable convs).
     scope: Official variable scope (layer-name prefix).
@@ -119,6 +116,7 @@ def build_mobilenet_v3(inputs: keras.KerasTensor,
   Raises:
     ValueError: on an unknown name, bad output_stride or depth_multiplier.
   """
+  norm = norm or deeplab_layers.NormActivation(momentum=0.997)
   if name not in SPECS:
     raise ValueError(f"Unknown MobileNetV3 {name!r}; known: {sorted(SPECS)}.")
   backbone_utils.check_output_stride(output_stride)
@@ -143,9 +141,7 @@ def build_mobilenet_v3(inputs: keras.KerasTensor,
         name=lname(s))(x)
 
   def bn(x, s):
-    return deeplab_layers.batch_norm(lname(f"{s}/BatchNorm"),
-                                     batch_norm_momentum, batch_norm_epsilon,
-                                     sync_batch_norm)(x)
+    return norm.batch_norm(lname(f"{s}/BatchNorm"))(x)
 
   def act(x, kind, s):
     fn = hard_swish if kind == _HS else keras.activations.relu

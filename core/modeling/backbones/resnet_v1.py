@@ -61,21 +61,21 @@ def scope_name(name: str) -> str:
 
 
 def default_multi_grid(name: str):
-  """Unit rates of block4 when --multi_grid is not given.
-
-  The beta checkpoints of the official zoo were trained with [1, 2, 4].
+  """Unit rates of block4 when --multi_grid is not given: [1, 1, 1] for
+  every variant, as official `resnet_v1_beta.resnet_v1_*_beta`
+  (`multi_grid=None`). Recipes for checkpoints trained with (1, 2, 4) pass
+  `--multi_grid` explicitly.
   """
-  return (1, 2, 4) if name.endswith("_beta") else (1, 1, 1)
+  del name
+  return (1, 1, 1)
 
 
 def build_resnet_v1(inputs: keras.KerasTensor,
                     name: str = "resnet_v1_50",
                     output_stride: int = 16,
                     multi_grid: Optional[Sequence[int]] = None,
-                    batch_norm_momentum: float = 0.9997,
-                    batch_norm_epsilon: float = 1e-5,
+                    norm: Optional[deeplab_layers.NormActivation] = None,
                     weight_decay: float = 1e-4,
-                    sync_batch_norm: bool = False,
                     use_bounded_activation: bool = False,
                     kernel_initializer=None
                     ) -> Dict[str, keras.KerasTensor]:
@@ -88,10 +88,9 @@ def build_resnet_v1(inputs: keras.KerasTensor,
     output_stride: 8, 16 or 32.
     multi_grid: Unit rates of block4's three units (default:
       `default_multi_grid(name)`).
-    batch_norm_momentum: BatchNorm moving-average momentum (slim decay).
-    batch_norm_epsilon: BatchNorm epsilon.
+    norm: BatchNorm options (default: official `NormActivation(epsilon=1e-5)`;
+      the activation stays the backbone's own).
     weight_decay: Slim-convention L2 weight decay.
-    sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     use_bounded_activation: ReLU6 instead of ReLU (official flag, for
       quantization).
     kernel_initializer: Initializer of the conv kernels (a Keras
@@ -109,6 +108,7 @@ def build_resnet_v1(inputs: keras.KerasTensor,
   Raises:
     ValueError: on an unknown name, a bad output_stride or multi_grid.
   """
+  norm = norm or deeplab_layers.NormActivation(epsilon=1e-5)
   if name not in VARIANTS:
     raise ValueError(f"Unknown ResNet {name!r}; known: {sorted(VARIANTS)}.")
   backbone_utils.check_output_stride(output_stride)
@@ -129,9 +129,7 @@ def build_resnet_v1(inputs: keras.KerasTensor,
     x = backbone_utils.conv2d_same(x, filters, kernel, stride, rate,
                                    lname(scope), weight_decay,
                                    new_initializer())
-    x = deeplab_layers.batch_norm(lname(f"{scope}/BatchNorm"),
-                                  batch_norm_momentum, batch_norm_epsilon,
-                                  sync_batch_norm)(x)
+    x = norm.batch_norm(lname(f"{scope}/BatchNorm"))(x)
     if relu:
       x = keras.layers.ReLU(max_value, name=lname(f"{scope}/Relu"))(x)
     return x

@@ -26,7 +26,7 @@ map onto them one to one (see `deeplab.core.modeling.import_weights`).
 """
 
 import dataclasses
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import keras
 
@@ -93,10 +93,8 @@ def build_xception(inputs: keras.KerasTensor,
                    name: str = "xception_65",
                    output_stride: int = 16,
                    multi_grid: Sequence[int] = (1, 1, 1),
-                   batch_norm_momentum: float = 0.9997,
-                   batch_norm_epsilon: float = 1e-3,
+                   norm: Optional[deeplab_layers.NormActivation] = None,
                    weight_decay: float = 4e-5,
-                   sync_batch_norm: bool = False,
                    use_bounded_activation: bool = False,
                    kernel_initializer=None
                    ) -> Dict[str, keras.KerasTensor]:
@@ -107,10 +105,9 @@ def build_xception(inputs: keras.KerasTensor,
     name: `xception_41`, `xception_65` or `xception_71`.
     output_stride: 8, 16 or 32.
     multi_grid: Unit rates of the three separable convs of the last module.
-    batch_norm_momentum: BatchNorm moving-average momentum (slim decay).
-    batch_norm_epsilon: BatchNorm epsilon.
+    norm: BatchNorm options (default: official `NormActivation()`;
+      the activation stays the backbone's own).
     weight_decay: Slim-convention L2 weight decay.
-    sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     use_bounded_activation: Official quantization option: ReLU6 instead of
       ReLU, and linear outputs (separable convs without activation, both
       operands of every residual add) clipped to [-6, 6].
@@ -131,6 +128,7 @@ def build_xception(inputs: keras.KerasTensor,
     ValueError: on an unknown name, a bad output_stride or a multi_grid
       that is not three rates.
   """
+  norm = norm or deeplab_layers.NormActivation()
   if name not in BLOCKS:
     raise ValueError(f"Unknown Xception {name!r}; known: {sorted(BLOCKS)}.")
   backbone_utils.check_output_stride(output_stride)
@@ -147,9 +145,7 @@ def build_xception(inputs: keras.KerasTensor,
     return backbone_utils.keras_name(f"{name}/{scope}")
 
   def bn(scope):
-    return deeplab_layers.batch_norm(lname(f"{scope}/BatchNorm"),
-                                     batch_norm_momentum, batch_norm_epsilon,
-                                     sync_batch_norm)
+    return norm.batch_norm(lname(f"{scope}/BatchNorm"))
 
   relu_max = 6.0 if use_bounded_activation else None
 

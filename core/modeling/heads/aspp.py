@@ -114,7 +114,8 @@ class ASPP(keras.layers.Layer):
     image_pooling: Add the image-pooling branch.
     dropout_rate: Dropout after the projection.
     batch_norm_momentum: BatchNorm moving-average momentum (slim decay).
-    batch_norm_epsilon: BatchNorm epsilon.
+    batch_norm_epsilon: BatchNorm epsilon (1e-5: official model.py builds
+      every head batch norm so, whatever the backbone uses).
     weight_decay: Slim-convention L2 weight decay on conv kernels.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     align_corners: Resize mode of the image-pooling branch.
@@ -147,7 +148,7 @@ class ASPP(keras.layers.Layer):
                image_pooling: bool = True,
                dropout_rate: float = 0.1,
                batch_norm_momentum: float = 0.9997,
-               batch_norm_epsilon: float = 1e-3,
+               batch_norm_epsilon: float = deeplab_layers.HEAD_BATCH_NORM_EPSILON,
                weight_decay: float = 4e-5,
                sync_batch_norm: bool = False,
                align_corners: bool = True,
@@ -161,23 +162,38 @@ class ASPP(keras.layers.Layer):
                branches: Optional[Sequence[Dict[str, Any]]] = None,
                **kwargs):
     super().__init__(**kwargs)
-    self.filters = int(filters)
-    self.atrous_rates = tuple(int(r) for r in atrous_rates or ())
-    self.use_separable_conv = use_separable_conv
-    self.dropout_rate = dropout_rate
-    self.batch_norm_momentum = batch_norm_momentum
-    self.batch_norm_epsilon = batch_norm_epsilon
-    self.weight_decay = weight_decay
-    self.sync_batch_norm = sync_batch_norm
-    self.align_corners = align_corners
-    self.pool_size = tuple(int(p) for p in pool_size) if pool_size else None
-    self.pool_stride = tuple(int(p) for p in pool_stride)
-    self.concat_projection = concat_projection
-    self.squeeze_and_excitation = squeeze_and_excitation
-    self.se_uses_qsigmoid = se_uses_qsigmoid
-    self.activation = activation
-    self.quant_friendly = quant_friendly
-    self.branches = validate_branches(list(branches)) if branches else None
+    # The constructor arguments, normalised, kept once: get_config returns
+    # them (Model Garden aspp.py style) and the attributes below read them.
+    self._config_dict = {
+        "filters": int(filters),
+        "atrous_rates": [int(r) for r in atrous_rates or ()],
+        "use_separable_conv": bool(use_separable_conv),
+        "image_pooling": bool(image_pooling),
+        "dropout_rate": float(dropout_rate),
+        "batch_norm_momentum": batch_norm_momentum,
+        "batch_norm_epsilon": batch_norm_epsilon,
+        "weight_decay": weight_decay,
+        "sync_batch_norm": bool(sync_batch_norm),
+        "align_corners": bool(align_corners),
+        "pool_size": [int(p) for p in pool_size] if pool_size else None,
+        "pool_stride": [int(p) for p in pool_stride],
+        "concat_projection": bool(concat_projection),
+        "squeeze_and_excitation": bool(squeeze_and_excitation),
+        "se_uses_qsigmoid": bool(se_uses_qsigmoid),
+        "activation": activation,
+        "quant_friendly": bool(quant_friendly),
+        "branches": validate_branches(list(branches)) if branches else None,
+    }
+    self.norm = deeplab_layers.NormActivation(
+        batch_norm_momentum, batch_norm_epsilon, sync_batch_norm, activation)
+    self.filters = self._config_dict["filters"]
+    self.atrous_rates = tuple(self._config_dict["atrous_rates"])
+    self.pool_size = (tuple(self._config_dict["pool_size"])
+                      if pool_size else None)
+    self.pool_stride = tuple(self._config_dict["pool_stride"])
+    self.concat_projection = self._config_dict["concat_projection"]
+    self.squeeze_and_excitation = self._config_dict["squeeze_and_excitation"]
+    self.branches = self._config_dict["branches"]
 
     # === Branch specs: (attribute, spec) in concat order ===
     if self.branches is None:
@@ -202,12 +218,7 @@ class ASPP(keras.layers.Layer):
     self._branch_specs = list(zip(attributes, specs))
 
     # === Layers ===
-    common = dict(
-        batch_norm_momentum=batch_norm_momentum,
-        batch_norm_epsilon=batch_norm_epsilon,
-        weight_decay=weight_decay,
-        sync_batch_norm=sync_batch_norm,
-        activation=activation)
+    common = dict(weight_decay=weight_decay, **self.norm.layer_kwargs())
     # Each branch is its own attribute: tf.train.Checkpoint does not track
     # Keras layers held in a list attribute, so their weights would be lost.
     for attribute, spec in self._branch_specs:
@@ -319,24 +330,6 @@ class ASPP(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update({
-        "filters": self.filters,
-        "atrous_rates": list(self.atrous_rates),
-        "use_separable_conv": self.use_separable_conv,
-        "image_pooling": self.image_pooling,
-        "dropout_rate": self.dropout_rate,
-        "batch_norm_momentum": self.batch_norm_momentum,
-        "batch_norm_epsilon": self.batch_norm_epsilon,
-        "weight_decay": self.weight_decay,
-        "sync_batch_norm": self.sync_batch_norm,
-        "align_corners": self.align_corners,
-        "pool_size": list(self.pool_size) if self.pool_size else None,
-        "pool_stride": list(self.pool_stride),
-        "concat_projection": self.concat_projection,
-        "squeeze_and_excitation": self.squeeze_and_excitation,
-        "se_uses_qsigmoid": self.se_uses_qsigmoid,
-        "activation": self.activation,
-        "quant_friendly": self.quant_friendly,
-        "branches": self.branches,
-    })
+    config.update(self._config_dict)
+    config["image_pooling"] = self.image_pooling
     return config

@@ -33,7 +33,8 @@ class AuxiliaryHead(keras.layers.Layer):
     dropout_rate: Dropout before the classifier (PSPNet, mmsegmentation:
       0.1).
     batch_norm_momentum: BatchNorm moving-average momentum (slim decay).
-    batch_norm_epsilon: BatchNorm epsilon.
+    batch_norm_epsilon: BatchNorm epsilon (1e-5, as official DeepLab's heads
+      and the PyTorch BatchNorm of this head's reference implementations).
     weight_decay: Slim-convention L2 weight decay on both kernels.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     activation: `relu` or `relu6` (bounded, for quantization).
@@ -50,7 +51,7 @@ class AuxiliaryHead(keras.layers.Layer):
                kernel_size: int = 3,
                dropout_rate: float = 0.1,
                batch_norm_momentum: float = 0.9997,
-               batch_norm_epsilon: float = 1e-3,
+               batch_norm_epsilon: float = deeplab_layers.HEAD_BATCH_NORM_EPSILON,
                weight_decay: float = 4e-5,
                sync_batch_norm: bool = False,
                activation: str = "relu",

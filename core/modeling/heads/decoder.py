@@ -38,7 +38,8 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
       convs.
     num_convs: Number of 3x3 convs (2).
     batch_norm_momentum: BatchNorm moving-average momentum (slim decay).
-    batch_norm_epsilon: BatchNorm epsilon.
+    batch_norm_epsilon: BatchNorm epsilon (1e-5: official model.py builds
+      every head batch norm so, whatever the backbone uses).
     weight_decay: Slim-convention L2 weight decay on conv kernels.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     align_corners: Resize mode of the encoder upsampling.
@@ -65,7 +66,7 @@ class DeepLabV3PlusDecoder(keras.layers.Layer):
                use_separable_conv: bool = True,
                num_convs: int = 2,
                batch_norm_momentum: float = 0.9997,
-               batch_norm_epsilon: float = 1e-3,
+               batch_norm_epsilon: float = deeplab_layers.HEAD_BATCH_NORM_EPSILON,
                weight_decay: float = 4e-5,
                sync_batch_norm: bool = False,
                align_corners: bool = True,

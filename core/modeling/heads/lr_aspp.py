@@ -32,7 +32,8 @@ class LRASPP(keras.layers.Layer):
       pools globally.
     pool_stride: Its stride.
     batch_norm_momentum: BatchNorm momentum.
-    batch_norm_epsilon: BatchNorm epsilon.
+    batch_norm_epsilon: BatchNorm epsilon (1e-5, as official DeepLab's heads
+      and the PyTorch BatchNorm of this head's reference implementations).
     weight_decay: Slim-convention L2 weight decay on conv kernels.
     sync_batch_norm: Synchronize BatchNorm statistics across replicas.
     activation: `relu` or `relu6`.
@@ -51,7 +52,7 @@ class LRASPP(keras.layers.Layer):
                pool_size: Optional[Sequence[int]] = None,
                pool_stride: Sequence[int] = (1, 1),
                batch_norm_momentum: float = 0.9997,
-               batch_norm_epsilon: float = 1e-3,
+               batch_norm_epsilon: float = deeplab_layers.HEAD_BATCH_NORM_EPSILON,
                weight_decay: float = 4e-5,
                sync_batch_norm: bool = False,
                activation: str = "relu",

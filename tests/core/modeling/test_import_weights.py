@@ -241,3 +241,77 @@ def test_written_checkpoint_initialises_training_with_other_classes(tmp_path):
     for want, got in zip(source.get_layer(layer).weights,
                          target.get_layer(layer).weights):
       np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def _zoo_head_names(num_classes):
+  """Official variables of the MobileNetV3 zoo head (model_zoo Cityscapes
+  flags): SE image pooling (a conv with bias, no BN), the 1x1 branch, and
+  a sum-merge decoder whose two 1x1 convs with biases are the logits."""
+  del num_classes
+  return (["image_pooling/weights", "image_pooling/biases"] +
+          _conv("aspp0") +
+          [f"decoder/{scope}/{kind}" for scope in ("feature_projection0",
+                                                   "decoder_conv0")
+           for kind in ("weights", "biases")])
+
+
+def _build_zoo_head(num_classes):
+  config = config_lib.ModelConfig(
+      model_variant="mobilenet_v3_small_seg", num_classes=num_classes,
+      output_stride=32, decoder_output_stride=8, aspp_filters=16,
+      image_pooling_crop_size=(17, 17), image_pooling_stride=(1, 1),
+      aspp_with_concat_projection=False,
+      aspp_with_squeeze_and_excitation=True, image_se_uses_qsigmoid=True,
+      decoder_use_sum_merge=True, decoder_output_is_logits=True)
+  return deeplab_model.build_deeplab_model(config, input_shape=(33, 33, 3))
+
+
+def test_mobilenet_v3_zoo_head_imports_with_cli_and_fine_tunes(tmp_path):
+  """The zoo head imports (it crashed with KeyError: 'kernel'), and
+  --tf_initial_checkpoint from it trains another number of classes."""
+  from deeplab.core.training import transfer  # pylint: disable=g-import-not-at-top
+  source = _build_zoo_head(19)
+  names = _mobilenet_v3_small_seg_names() + _zoo_head_names(19)
+  values = _official_values(source, names)
+  folder = tmp_path / "zoo" / "deeplab_mnv3_small_cityscapes_trainfine"
+  folder.mkdir(parents=True)
+  _write_tf1_checkpoint(str(folder / "model.ckpt"), values)
+  tarball = tmp_path / "zoo.tar.gz"
+  import tarfile  # pylint: disable=g-import-not-at-top
+  with tarfile.open(tarball, "w:gz") as tar:
+    tar.add(folder, arcname=folder.name)
+  output = tmp_path / "out" / "model"
+  subprocess.run(
+      [sys.executable, "-m", "deeplab.core.import_weights",
+       "--model_variant=mobilenet_v3_small_seg", "--num_classes=19",
+       "--output_stride=32", "--decoder_output_stride=8",
+       "--image_pooling_crop_size=17,17", "--image_pooling_stride=1,1",
+       "--aspp_convs_filters=16", "--decoder_filters=19",
+       "--noaspp_with_concat_projection", "--aspp_with_squeeze_and_excitation",
+       "--image_se_uses_qsigmoid", "--decoder_use_sum_merge",
+       "--decoder_output_is_logits", f"--source={tarball}",
+       f"--output={output}"], check=True, capture_output=True, text=True)
+  report = json.loads((tmp_path / "out" /
+                       "model.import_report.json").read_text())
+  assert sorted(report["matched"]) == sorted(names)
+  assert not (report["missing"] or report["unused"] or report["mismatched"])
+  # Fine-tuning to 5 classes: the decoder holds the class-dependent convs,
+  # so (as official) the last layers are the whole head.
+  target = _build_zoo_head(5)
+  result = transfer.load_initial_checkpoint(
+      target, str(output), initialize_last_layer=False,
+      last_layers_contain_logits_only=False)
+  assert result.skipped and not result.missing
+  mapping = import_weights.official_variable_map(target)
+  for name in _mobilenet_v3_small_seg_names():
+    np.testing.assert_array_equal(mapping[name].numpy(), values[name])
+
+
+def test_regular_conv_decoder_uses_slim_repeat_scopes():
+  """Official `slim.repeat(..., scope='decoder_conv0')` names its convs
+  decoder_conv0/decoder_conv0_1 and _2."""
+  model = _build("mobilenet_v2", depth_multiplier=0.5,
+                 decoder_use_separable_conv=False)
+  names = set(import_weights.official_variable_map(model))
+  assert "decoder/decoder_conv0/decoder_conv0_1/weights" in names
+  assert "decoder/decoder_conv0/decoder_conv0_2/BatchNorm/gamma" in names

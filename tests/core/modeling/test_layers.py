@@ -94,3 +94,32 @@ def test_freeze_batch_norm_reaches_nested_layers():
   assert layers.freeze_batch_norm(model) == 2
   assert not model.get_layer("block").bn.trainable
   assert not model.get_layer("top_bn").trainable
+
+
+def test_norm_activation_groups_batch_norm_options():
+  from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.ModelConfig(batch_norm_momentum=0.9,
+                                  use_bounded_activation=True)
+  norm = layers.NormActivation.from_model_config(config)
+  assert (norm.momentum, norm.epsilon, norm.activation) == (0.9, 1e-3,
+                                                            "relu6")
+  head = norm.for_head()
+  assert head.epsilon == layers.HEAD_BATCH_NORM_EPSILON == 1e-5
+  assert head.momentum == 0.9
+  bn = head.batch_norm("bn")
+  assert (bn.epsilon, bn.momentum, bn.name) == (1e-5, 0.9, "bn")
+  assert head.layer_kwargs()["batch_norm_epsilon"] == 1e-5
+  with pytest.raises(ValueError, match="activation"):
+    layers.NormActivation(activation="gelu")
+
+
+def test_heads_use_the_official_epsilon_backbone_its_own(tiny_model_config):
+  """Official model.py: 1e-5 in ASPP and the decoder; the backbone keeps
+  its own (1e-3 for MobileNetV2)."""
+  from deeplab.core.modeling import deeplab_model  # pylint: disable=g-import-not-at-top
+  model = deeplab_model.build_deeplab_model(tiny_model_config)
+  for head in ("aspp", "decoder"):
+    epsilons = {bn.epsilon for bn in layers.iter_batch_norm_layers(
+        model.get_layer(head))}
+    assert epsilons == {1e-5}, head
+  assert model.get_layer("bn_Conv1").epsilon == 1e-3

@@ -87,3 +87,26 @@ def test_model_fn_eval_uses_the_scales(tiny_model_config):
 def test_bad_scales_name_the_flag(scales):
   with pytest.raises(ValueError, match="--inference_scales"):
     multiscale.validate_scales(scales, "inference_scales")
+
+
+def test_our_models_resize_twice_as_official_multi_scale_logits(
+    tiny_model_config):
+  """Official multi_scale_logits resizes each scale's feature-resolution
+  logits to scale_dimension(size, max(1, s) / logits_output_stride), then
+  predict_labels_multi_scale to the image; the image itself is resized to
+  scale_dimension(size, s) = int((size - 1) * s + 1)."""
+  rng = np.random.default_rng(1)
+  images = rng.uniform(0, 255, (1, 33, 33, 3)).astype(np.float32)
+  model = make_predictions_nontrivial(
+      deeplab_model.build_deeplab_model(tiny_model_config), images)
+  raw, stride = multiscale.logits_model(model)
+  assert stride == deeplab_model.logits_output_stride(tiny_model_config)
+
+  def resize(x, size):
+    return tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
+
+  scaled = resize(images, [17, 17])  # int(32 * 0.5 + 1)
+  logits = resize(raw(scaled), [(33 - 1) // stride + 1] * 2)
+  expected = tf.nn.softmax(resize(logits, [33, 33]))
+  probabilities, _ = multiscale.predict(model, images, (0.5,))
+  np.testing.assert_allclose(probabilities, expected, atol=1e-6)
