@@ -14,8 +14,8 @@ NaN (see TRAPS.md), hence the frozen concrete function.
 Example:
 
   data = convert(model, (513, 513), "int8",
-                 representative_images=images_from_tfrecords(dir, "train",
-                                                             (513, 513)))
+                 representative_images=images_from_tfrecords(
+                     dir, "train", (513, 513), mean_pixel=variant.mean_pixel))
 """
 
 from typing import Iterable, Optional, Sequence, Tuple
