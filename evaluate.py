@@ -268,7 +268,9 @@ def _eval_input_fn(descriptor):
       # Pad with what the variant's preprocessing maps to 0 (official
       # feature_extractor.mean_pixel).
       mean_pixel=model_variants.get_model_variant(
-          FLAGS.model_variant).mean_pixel)
+          common_flags.model_config_for_checkpoint(
+              FLAGS.checkpoint_dir, descriptor.num_classes,
+              "checkpoint_dir").model_variant).mean_pixel)
   return (eval_loop.full_image_input_fn(data_config) if full_image
           else input_pipeline.make_input_fn(data_config))
 

@@ -48,7 +48,6 @@ from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import layers as deeplab_layers
-from deeplab.core.modeling import model_variants
 from deeplab.core.modeling import multiscale
 
 FLAGS = flags.FLAGS
@@ -176,8 +175,7 @@ def main(argv):
                          FLAGS.representative_dataset_dir,
                          FLAGS.representative_split,
                          FLAGS.num_representative_images,
-                         model_variants.get_model_variant(
-                             model_config.model_variant).mean_pixel)
+                         model.get_layer("preprocess").mean_pixel)
   path = saved_model.export_saved_model(
       model, FLAGS.export_path, version=version, scales=scales,
       add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers)

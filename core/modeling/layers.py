@@ -217,6 +217,15 @@ IMAGENET_MEAN_RGB = (123.15, 115.90, 103.06)
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 
 
+def mean_pixel_of(mode: str):
+  """The RGB pixel that preprocessing `mode` maps to 0."""
+  if mode == "imagenet_mean":
+    return IMAGENET_MEAN_RGB
+  if mode == "caffe":
+    return CAFFE_MEAN_RGB
+  return UNIT_RANGE_MEAN_RGB
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ImagePreprocessing(keras.layers.Layer):
   """Maps raw pixels (0..255) to the range a backbone was trained on.
@@ -247,6 +256,12 @@ class ImagePreprocessing(keras.layers.Layer):
       x = x - ops.convert_to_tensor(CAFFE_MEAN_RGB, self.compute_dtype)
       return ops.flip(x, axis=-1)
     return x - ops.convert_to_tensor(IMAGENET_MEAN_RGB, self.compute_dtype)
+
+  @property
+  def mean_pixel(self):
+    """The RGB pixel this preprocessing maps to 0: what images are padded
+    with (official `feature_extractor.mean_pixel`)."""
+    return mean_pixel_of(self.mode)
 
   def compute_output_shape(self, input_shape):
     return input_shape

@@ -68,11 +68,7 @@ class ModelVariant:
 
     Official `feature_extractor.mean_pixel`.
     """
-    if self.preprocessing == "imagenet_mean":
-      return deeplab_layers.IMAGENET_MEAN_RGB
-    if self.preprocessing == "caffe":
-      return deeplab_layers.CAFFE_MEAN_RGB
-    return deeplab_layers.UNIT_RANGE_MEAN_RGB
+    return deeplab_layers.mean_pixel_of(self.preprocessing)
 
 
 _REGISTRY: Dict[str, ModelVariant] = {}
