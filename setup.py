@@ -65,6 +65,7 @@ setuptools.setup(
             "deeplab-eval = deeplab.evaluate:run",
             "deeplab-export = deeplab.export_model:run",
             "deeplab-infer = deeplab.inference:run",
+            "deeplab-vis = deeplab.vis:run",
         ],
     },
 )

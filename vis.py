@@ -1,0 +1,149 @@
+"""Visualises a model's predictions on a split (official `research/deeplab/vis.py`).
+
+For every image of --vis_split it writes, under --vis_logdir:
+
+  segmentation_results/000000_image.png        the image
+  segmentation_results/000000_prediction.png   the coloured prediction
+  raw_segmentation_results/<name>.png          class ids, with
+                                               --also_save_raw_predictions
+                                               (Cityscapes: labelIds)
+
+It visualises the newest checkpoint of --checkpoint_dir and then, like the
+official app, waits for each new one (polling every --eval_interval_secs)
+until --max_number_of_iterations checkpoints are done (0: forever). A
+checkpoint prefix is visualised once. The library is
+`deeplab.core.evaluation.vis_writer`.
+
+Example:
+
+  python -m deeplab.vis --dataset=cityscapes \\
+    --dataset_dir=/data/cityscapes/tfrecord --vis_split=val \\
+    --checkpoint_dir=/runs/cityscapes --vis_logdir=/runs/cityscapes/vis \\
+    --vis_crop_size=1025,2049 --colormap_type=cityscapes \\
+    --also_save_raw_predictions --max_number_of_iterations=1 \\
+    --model_variant=xception_65 --atrous_rates=6 --atrous_rates=12 \\
+    --atrous_rates=18 --output_stride=16 --decoder_output_stride=4
+"""
+
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from deeplab import common_flags
+from deeplab.core.evaluation import eval_loop
+from deeplab.core.evaluation import vis_writer
+from deeplab.core.training import factory
+from deeplab.datasets import colormaps
+from deeplab.datasets import tfrecord_io
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("vis_logdir", None,
+                    "Where segmentation_results/ and raw_segmentation_results/ "
+                    "are written.")
+flags.DEFINE_string("vis_split", "val", "Split to visualise.")
+flags.DEFINE_integer("vis_batch_size", 1,
+                     "Images per forward pass (with a --vis_crop_size).")
+flags.DEFINE_list("vis_crop_size", "513,513",
+                  "Canvas 'height,width' images are padded to (every image "
+                  "must fit). Empty (--vis_crop_size=) runs each image at "
+                  "its own size.")
+flags.DEFINE_enum("colormap_type", None, sorted(colormaps.COLORMAP_NAMES),
+                  "Colormap of the coloured predictions (official default "
+                  "pascal); default: the dataset's.")
+flags.DEFINE_boolean("also_save_raw_predictions", False,
+                     "Also write the raw class ids as grayscale PNGs "
+                     "(Cityscapes: trainIds converted to labelIds).")
+flags.DEFINE_integer("max_number_of_iterations", 0,
+                     "Checkpoints to visualise; 0 keeps watching "
+                     "--checkpoint_dir for new ones.")
+# Shared with evaluate.py / export_model.py, which a process may also load.
+if "checkpoint_dir" not in FLAGS:
+  flags.DEFINE_string("checkpoint_dir", None,
+                      "Folder of checkpoints (a train_logdir), or a "
+                      "checkpoint prefix.")
+if "eval_interval_secs" not in FLAGS:
+  flags.DEFINE_integer("eval_interval_secs", 300,
+                       "Seconds between polls for a new checkpoint.")
+if "eval_scales" not in FLAGS:
+  flags.DEFINE_multi_float("eval_scales", [1.0],
+                           "Input scales whose softmax is averaged.")
+if "add_flipped_images" not in FLAGS:
+  flags.DEFINE_boolean("add_flipped_images", False,
+                       "Also average left-right flipped inputs.")
+
+
+def _checkpoints():
+  """Yields the checkpoints to visualise, waiting for new ones."""
+  path = FLAGS.checkpoint_dir
+  if not tf.io.gfile.isdir(path):
+    if not tf.io.gfile.exists(path + ".index"):
+      raise FileNotFoundError(f"--checkpoint_dir {path!r}: no checkpoint "
+                              "folder or prefix (.index) there.")
+    yield path
+    return
+  if FLAGS.max_number_of_iterations == 1 and not tf.train.latest_checkpoint(
+      path):
+    raise FileNotFoundError(f"--checkpoint_dir {path!r} holds no checkpoint.")
+  count = 0
+  for checkpoint in tf.train.checkpoints_iterator(
+      path, min_interval_secs=FLAGS.eval_interval_secs):
+    yield checkpoint
+    count += 1
+    if 0 < FLAGS.max_number_of_iterations <= count:
+      return
+
+
+def _vis_config(descriptor) -> vis_writer.VisConfig:
+  """The `VisConfig` of the flags."""
+  crop = (common_flags.crop_size_from_flag(FLAGS.vis_crop_size,
+                                           "vis_crop_size")
+          if FLAGS.vis_crop_size else None)
+  if FLAGS.vis_batch_size < 1:
+    raise ValueError(f"--vis_batch_size must be positive, got "
+                     f"{FLAGS.vis_batch_size}.")
+  table = None
+  if FLAGS.also_save_raw_predictions and descriptor.name == "cityscapes":
+    # Official vis.py `_CITYSCAPES_TRAIN_ID_TO_EVAL_ID`: the benchmark and
+    # cityscapesscripts score labelIds.
+    table = eval_loop.cityscapes_train_to_label_ids()
+  return vis_writer.VisConfig(
+      vis_dir=FLAGS.vis_logdir,
+      colormap_type=FLAGS.colormap_type or descriptor.colormap_name,
+      also_save_raw_predictions=FLAGS.also_save_raw_predictions,
+      label_id_table=table, crop_size=crop, batch_size=FLAGS.vis_batch_size,
+      min_resize_value=FLAGS.min_resize_value,
+      max_resize_value=FLAGS.max_resize_value,
+      eval_scales=FLAGS.eval_scales,
+      add_flipped_images=FLAGS.add_flipped_images)
+
+
+def main(argv):
+  del argv
+  for name in ("checkpoint_dir", "vis_logdir", "dataset_dir"):
+    common_flags.require_flag(name)
+  descriptor = common_flags.dataset_descriptor_from_flags()
+  config = _vis_config(descriptor)
+  tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.vis_split)  # Fail early.
+  # TODO(pan): read the model config saved beside the checkpoint once
+  # core/checkpoints.py (helper `lay`) lands; the model flags describe it.
+  model_config = common_flags.model_config_from_flags(descriptor.num_classes)
+  runner = factory.make_runner(model_config, FLAGS.checkpoint_dir,
+                               descriptor.ignore_label)
+  predict = vis_writer.make_batch_predictor(runner.model, config)
+  for checkpoint in _checkpoints():
+    logging.info("Visualizing with model %s", checkpoint)
+    runner.restore_model(checkpoint)
+    count = vis_writer.visualize_split(
+        predict, eval_loop.iter_examples(FLAGS.dataset_dir, FLAGS.vis_split),
+        config, num_images=descriptor.splits_to_sizes.get(FLAGS.vis_split))
+    print(f"visualized {count} images of {checkpoint} in {FLAGS.vis_logdir}")
+
+
+def run():
+  """Console-script entry point (`deeplab-vis`)."""
+  common_flags.run_app(main)
+
+
+if __name__ == "__main__":
+  run()
