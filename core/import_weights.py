@@ -39,8 +39,9 @@ def main(argv):
 def define_flags():
   """Defines this command's flags beside the shared model flags."""
   flags.DEFINE_string("source", None,
-                      "Keras Applications .h5, or an official DeepLab "
-                      "checkpoint (prefix, folder or model-zoo .tar.gz).")
+                      "Keras Applications .h5, a keras-deeplab-v3-plus "
+                      "(bonlime) .h5, or an official DeepLab checkpoint "
+                      "(prefix, folder or model-zoo .tar.gz).")
   flags.DEFINE_string("output", None, "Prefix of the checkpoint to write.")
 
 

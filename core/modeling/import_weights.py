@@ -1,6 +1,6 @@
 """Imports pretrained weights into our models and writes our checkpoint.
 
-Two sources:
+Three sources:
 
 * A Keras Applications ImageNet weight file (`.h5`, e.g.
   `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`), for the
@@ -18,6 +18,12 @@ Two sources:
   kernel is `aspp1_depthwise/depthwise_weights`, our `logits` bias is
   `logits/semantic/biases`, our mobilenet_v2 `block_3_expand_BN` gamma is
   `MobilenetV2/expanded_conv_3/expand/BatchNorm/gamma`.
+* A keras-deeplab-v3-plus (bonlime) weight file
+  (`deeplabv3_xception_tf_dim_ordering_tf_kernels.h5`,
+  `deeplabv3_mobilenetv2_tf_dim_ordering_tf_kernels.h5`, `_cityscapes`),
+  recognised by its layer names (`entry_flow_conv1_1`, `aspp0`, ...) and
+  mapped through the official names (`load_keras_deeplab_h5`;
+  docs/import_weights.md).
 
 Every variable is reported as matched (loaded), missing (ours, absent from
 the source: keeps its initial value), mismatched (present with another
@@ -44,7 +50,7 @@ Usage:
 import dataclasses
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import h5py
 import keras
@@ -56,6 +62,7 @@ from deeplab.core import config as config_lib
 from deeplab.core import io_utils
 from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling.backbones import keras_app_backbones
+from deeplab.core.modeling import layers as deeplab_layers
 
 # Variables of a TF1 checkpoint that hold training state, not weights.
 _TRAINING_STATE = re.compile(
@@ -297,9 +304,164 @@ def load_official_checkpoint(model: keras.Model, source: str) -> ImportReport:
   return report
 
 
+# === keras-deeplab-v3-plus (bonlime) .h5 ===
+#
+# The tf.keras DeepLabv3+ of github.com/bonlime/keras-deeplab-v3-plus
+# (`model.py`, `Deeplabv3`) ships weight files converted from the official
+# checkpoints (`deeplabv3_xception_tf_dim_ordering_tf_kernels.h5`,
+# `deeplabv3_mobilenetv2_tf_dim_ordering_tf_kernels.h5` and the
+# `_cityscapes` ones), in legacy Keras HDF5 layout, with the official scopes
+# flattened into layer names: `entry_flow_block1_separable_conv1_depthwise`,
+# `middle_flow_unit_3_...`, `expanded_conv_5_project_BN`, `aspp1_pointwise`,
+# `decoder_conv0_depthwise_BN`, `logits_semantic`. Each name is mapped back
+# to its official variable name, then onto our model through
+# `official_variable_map`. Its BatchNorms use epsilon 1e-3 in the backbone
+# and 1e-5 in ASPP and the decoder (as official model.py); where our layer's
+# epsilon differs, gamma is rescaled by sqrt(var + ours) / sqrt(var + theirs),
+# which gives the same inference output.
+
+_SEED_MARKERS = ("entry_flow_conv1_1", "Conv_BN", "aspp0", "concat_projection")
+_SEED_HEAD_EPSILON = 1e-5
+_SEED_BACKBONE_EPSILON = 1e-3
+_SEED_SCOPES = (
+    (re.compile(r"entry_flow_(conv1_\d)"), "{backbone}/entry_flow/{0}"),
+    (re.compile(r"(entry_flow|exit_flow)_block(\d+)_(.+)"),
+     "{backbone}/{0}/block{1}/unit_1/xception_module/{2}"),
+    (re.compile(r"middle_flow_unit_(\d+)_(.+)"),
+     "{backbone}/middle_flow/block1/unit_{0}/xception_module/{1}"),
+    (re.compile(r"Conv"), "MobilenetV2/Conv"),
+    (re.compile(r"expanded_conv_(depthwise|project)"),
+     "MobilenetV2/expanded_conv/{0}"),
+    (re.compile(r"expanded_conv_(\d+)_(expand|depthwise|project)"),
+     "MobilenetV2/expanded_conv_{0}/{1}"),
+    (re.compile(r"(image_pooling|aspp0|concat_projection|aspp\d_depthwise|"
+                r"aspp\d_pointwise)"), "{0}"),
+    (re.compile(r"(feature_projection0|decoder_conv\d_(?:depthwise|pointwise))"),
+     "decoder/{0}"),
+    (re.compile(r"(?:custom_)?logits_semantic"), "logits/semantic"),
+)
+_SEED_WEIGHT_NAMES = {
+    "kernel": "weights", "depthwise_kernel": "depthwise_weights",
+    "bias": "biases", "gamma": "BatchNorm/gamma", "beta": "BatchNorm/beta",
+    "moving_mean": "BatchNorm/moving_mean",
+    "moving_variance": "BatchNorm/moving_variance",
+}
+
+
+def _h5_named_weights(path: str) -> Dict[str, Dict[str, np.ndarray]]:
+  """Layer name -> {weight name without scope and ':0' -> array}."""
+  with h5py.File(path, "r") as f:
+    group = f["model_weights"] if "model_weights" in f else f
+    if "layer_names" not in group.attrs:
+      raise ValueError(f"{path} is not a Keras HDF5 weight file (no "
+                       "'layer_names').")
+    layers = {}
+    for name in group.attrs["layer_names"]:
+      name = name.decode() if isinstance(name, bytes) else str(name)
+      weights = {}
+      for weight in group[name].attrs.get("weight_names", []):
+        weight = weight.decode() if isinstance(weight, bytes) else str(weight)
+        short = weight.rsplit("/", 1)[-1].split(":")[0]
+        weights[short] = np.asarray(group[name][weight])
+      if weights:
+        layers[name] = weights
+  return layers
+
+
+def is_keras_deeplab_h5(path: str) -> bool:
+  """True for a keras-deeplab-v3-plus weight file (not Keras Applications)."""
+  try:
+    with h5py.File(path, "r") as f:
+      group = f["model_weights"] if "model_weights" in f else f
+      names = {n.decode() if isinstance(n, bytes) else str(n)
+               for n in group.attrs.get("layer_names", [])}
+  except OSError:
+    return False
+  return any(marker in names for marker in _SEED_MARKERS)
+
+
+def _seed_scope(layer_name: str, backbone: str) -> Optional[str]:
+  """Official scope of a keras-deeplab-v3-plus layer (`_BN`: its BatchNorm)."""
+  base = layer_name[:-3] if layer_name.endswith("_BN") else layer_name
+  for pattern, template in _SEED_SCOPES:
+    match = pattern.fullmatch(base)
+    if match:
+      return template.format(*match.groups(), backbone=backbone)
+  return None
+
+
+def _batch_norm_epsilons(model: keras.Model) -> Dict[str, float]:
+  """Our gamma variable path -> its BatchNorm's epsilon."""
+  return {layer.gamma.path: layer.epsilon
+          for layer in deeplab_layers.iter_batch_norm_layers(model)
+          if layer.gamma is not None}
+
+
+def _seed_arrays(path: str, model: keras.Model, mapping) -> Tuple[
+    Dict[str, np.ndarray], List[str]]:
+  """Official variable name -> array of a seed .h5; and unmapped weights."""
+  backbone = next((n.split("/")[0] for n in mapping
+                   if n.startswith("xception")), "xception_65")
+  epsilons = _batch_norm_epsilons(model)
+  arrays, unmapped = {}, []
+  for layer, weights in _h5_named_weights(path).items():
+    scope = _seed_scope(layer, backbone)
+    if scope is None or any(w not in _SEED_WEIGHT_NAMES for w in weights):
+      unmapped.extend(f"{layer}/{w}" for w in weights)
+      continue
+    named = {}
+    for weight, array in weights.items():
+      official = _SEED_WEIGHT_NAMES[weight]
+      if official == "weights" and scope.endswith("depthwise"):
+        official = "depthwise_weights"  # Keras 3 calls it `kernel` too.
+      named[f"{scope}/{official}"] = array
+    gamma = f"{scope}/BatchNorm/gamma"
+    if gamma in named and gamma in mapping:
+      theirs = (_SEED_HEAD_EPSILON if not scope.startswith(
+          (backbone, "MobilenetV2")) else _SEED_BACKBONE_EPSILON)
+      ours = epsilons.get(mapping[gamma].path, theirs)
+      variance = named[f"{scope}/BatchNorm/moving_variance"]
+      named[gamma] = named[gamma] * np.sqrt((variance + ours) /
+                                            (variance + theirs))
+    arrays.update(named)
+  return arrays, unmapped
+
+
+def load_keras_deeplab_h5(model: keras.Model, path: str) -> ImportReport:
+  """Loads a keras-deeplab-v3-plus weight file into `model`.
+
+  Args:
+    model: Our xception_65 or mobilenet_v2 DeepLab built like the file's
+      network (see docs/import_weights.md for the matching ModelConfig).
+    path: `deeplabv3_{xception,mobilenetv2}_tf_dim_ordering_tf_kernels*.h5`.
+
+  Returns:
+    The `ImportReport` (names are official variable names; `unused` holds
+    the file's weights with no official counterpart).
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"Keras weight file not found: {path}")
+  mapping = official_variable_map(model)
+  arrays, unmapped = _seed_arrays(path, model, mapping)
+  report = ImportReport()
+  for name, variable in sorted(mapping.items()):
+    if name not in arrays:
+      report.missing.append(name)
+    elif arrays[name].shape != tuple(variable.shape):
+      report.mismatched.append(
+          f"{name}: {arrays[name].shape} -> {tuple(variable.shape)}")
+    else:
+      variable.assign(arrays[name])
+      report.matched.append(name)
+  report.unused = sorted(set(arrays) - set(mapping)) + sorted(unmapped)
+  return report
+
+
 def import_weights(model: keras.Model, source: str) -> ImportReport:
   """Loads `source` (.h5 or official checkpoint) into `model`."""
   if source.endswith((".h5", ".hdf5")):
+    if is_keras_deeplab_h5(source):
+      return load_keras_deeplab_h5(model, source)
     return load_keras_h5(model, source)
   return load_official_checkpoint(model, source)
 
