@@ -102,16 +102,12 @@ def _vis_config(descriptor) -> vis_writer.VisConfig:
   if FLAGS.vis_batch_size < 1:
     raise ValueError(f"--vis_batch_size must be positive, got "
                      f"{FLAGS.vis_batch_size}.")
-  table = None
-  if FLAGS.also_save_raw_predictions and descriptor.name == "cityscapes":
-    # Official vis.py `_CITYSCAPES_TRAIN_ID_TO_EVAL_ID`: the benchmark and
-    # cityscapesscripts score labelIds.
-    table = eval_loop.cityscapes_train_to_label_ids()
   return vis_writer.VisConfig(
       vis_dir=FLAGS.vis_logdir,
       colormap_type=FLAGS.colormap_type or descriptor.colormap_name,
       also_save_raw_predictions=FLAGS.also_save_raw_predictions,
-      label_id_table=table, crop_size=crop, batch_size=FLAGS.vis_batch_size,
+      label_id_table=vis_writer.raw_label_table(descriptor.name),
+      crop_size=crop, batch_size=FLAGS.vis_batch_size,
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
       eval_scales=FLAGS.eval_scales,

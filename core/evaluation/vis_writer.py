@@ -31,6 +31,7 @@ from PIL import Image
 import tensorflow as tf
 
 from deeplab.core import io_utils
+from deeplab.core.evaluation import eval_loop
 from deeplab.core.modeling import multiscale
 from deeplab.datasets import colormaps
 from deeplab.datasets import preprocess
@@ -135,6 +136,17 @@ def _batches(examples: Iterable[Example], size: int):
       batch = []
   if batch:
     yield batch
+
+
+def raw_label_table(dataset_name: str) -> Optional[np.ndarray]:
+  """The lookup applied to raw predictions of a dataset, or None.
+
+  Cityscapes predictions are trainIds; its benchmark and cityscapesscripts
+  score labelIds (official vis.py `_CITYSCAPES_TRAIN_ID_TO_EVAL_ID`).
+  """
+  if dataset_name == "cityscapes":
+    return eval_loop.cityscapes_train_to_label_ids()
+  return None
 
 
 def raw_prediction_name(filename: str) -> str:

@@ -1,12 +1,12 @@
-"""`python -m deeplab.vis`: official vis.py file names, watching, Cityscapes ids.
+"""`python -m deeplab.vis`: official vis.py file names and checkpoint watching.
 
 Official `research/deeplab/vis.py` writes `segmentation_results/%06d_image.png`
 and `%06d_prediction.png` (colormap applied) and, with
 --also_save_raw_predictions, `raw_segmentation_results/<image name>.png`,
-Cityscapes trainIds converted to labelIds.
+Cityscapes trainIds converted to labelIds (tested in
+tests/core/evaluation/test_vis_writer.py).
 """
 
-import io
 import os
 import subprocess
 import sys
@@ -129,79 +129,3 @@ def _val_examples(tfrecord_dir):
       tfrecord_dir, "val")).map(tfrecord_io.parse_example)
   for example in dataset:
     yield example["filename"].numpy().decode(), example["image"].numpy()
-
-
-def _png(array):
-  buffer = io.BytesIO()
-  Image.fromarray(array).save(buffer, format="PNG")
-  return buffer.getvalue()
-
-
-def test_vis_cityscapes_raw_predictions_are_label_ids(shared_fixtures,
-                                                      tmp_path):
-  """Raw Cityscapes predictions are labelIds that cityscapesscripts scores."""
-  import copy  # pylint: disable=g-import-not-at-top
-  from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs_eval  # pylint: disable=g-import-not-at-top
-  from cityscapesscripts.helpers import labels as cs_labels  # pylint: disable=g-import-not-at-top
-  folder = shared_fixtures / "cityscapes_mmseg"
-  stem = "frankfurt_000000_000294"
-  with Image.open(folder / "leftImg8bit/val/frankfurt" /
-                  f"{stem}_leftImg8bit.png") as image:
-    image = np.array(image.convert("RGB").resize((2 * SIZE, SIZE)))
-  with Image.open(folder / "gtFine/val/frankfurt" /
-                  f"{stem}_gtFine_labelIds.png") as gt:
-    gt = gt.resize((2 * SIZE, SIZE), Image.NEAREST)
-  gt_path = tmp_path / f"{stem}_gtFine_labelIds.png"
-  gt.save(gt_path)
-  # A one-image "val" split, named as our Cityscapes builder names it.
-  tfrecord_dir = tmp_path / "tfrecord"
-  tfrecord_dir.mkdir()
-  example = tfrecord_io.make_example(_png(image), stem, SIZE, 2 * SIZE,
-                                     _png(np.zeros((SIZE, 2 * SIZE), np.uint8)),
-                                     image_format="png")
-  with tf.io.TFRecordWriter(
-      str(tfrecord_dir / "val-00000-of-00001.tfrecord")) as writer:
-    writer.write(example.SerializeToString())
-  # An untrained 19-class model whose predictions vary over the image.
-  model = deeplab_model.build_deeplab_model(_model_config(19))
-  testing_utils.make_predictions_nontrivial(model, image[None])
-  checkpoint = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
-
-  vis_dir = tmp_path / "vis"
-  result = testing_utils.run_app(
-      "vis", *MODEL_FLAGS, "--dataset=cityscapes",
-      f"--dataset_dir={tfrecord_dir}", f"--checkpoint_dir={checkpoint}",
-      f"--vis_logdir={vis_dir}", "--vis_crop_size=", "--colormap_type=cityscapes",
-      "--also_save_raw_predictions", timeout=200)
-  assert result.returncode == 0, result.stderr[-3000:]
-
-  mode, colored = _read(vis_dir / "segmentation_results/000000_prediction.png")
-  cityscapes = colormaps.get_colormap("cityscapes")[:19]
-  # Each predicted colour names one trainId (the 19 colours are distinct).
-  train_ids = np.argmax(np.all(colored[..., None, :] == cityscapes, -1), -1)
-  assert len(np.unique(train_ids)) > 1
-  raw_path = vis_dir / "raw_segmentation_results" / f"{stem}.png"
-  mode, raw = _read(raw_path)
-  expected = np.vectorize(lambda t: cs_labels.trainId2label[t].id)(train_ids)
-  np.testing.assert_array_equal(raw, expected)
-
-  args = copy.copy(cs_eval.args)
-  args.evalInstLevelScore = False  # Crashes on NumPy 2.4 (np.in1d).
-  args.JSONOutput = False
-  args.quiet = True
-  args.predictionPath = str(raw_path.parent)
-  assert cs_eval.getPrediction(args, str(gt_path)) == str(raw_path)
-  scores = cs_eval.evaluateImgLists([str(raw_path)], [str(gt_path)], args)
-  gt_ids = np.array(Image.open(gt_path))
-  for train_id in np.unique(train_ids):
-    label = cs_labels.trainId2label[train_id]
-    ours = ((raw == label.id) & (gt_ids == label.id)).sum() / (
-        ((raw == label.id) | (gt_ids == label.id)) & _evaluated(gt_ids)).sum()
-    assert scores["classScores"][label.name] == pytest.approx(ours), label.name
-
-
-def _evaluated(gt_ids):
-  """Pixels cityscapesscripts scores: gt classes that are not ignored."""
-  from cityscapesscripts.helpers import labels as cs_labels  # pylint: disable=g-import-not-at-top
-  ignored = [l.id for l in cs_labels.labels if l.ignoreInEval]
-  return ~np.isin(gt_ids, ignored)
