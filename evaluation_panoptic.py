@@ -8,7 +8,9 @@ with its flag names and defaults (COCO panoptic: 201 categories, void 0):
     --pred_json_file=pred.json --pred_folder=pred --metric=pq
 
 Prints a table of the metric over all, "thing" and "stuff" categories (in
-percent) and, with --output_json, writes the figures as JSON.
+percent) and, with --output_json, writes those figures and each category's
+as JSON ({"All": {...}, "Things": ..., "Stuff": ..., "per_category":
+{id: {...}}}).
 The library is `deeplab.core.evaluation.coco_panoptic`.
 """
 
@@ -75,7 +77,9 @@ def main(argv):
       FLAGS.pred_folder, config)
   print(evaluation.table(FLAGS.print_digits))
   if FLAGS.output_json:
-    io_utils.atomic_write_json(FLAGS.output_json, evaluation.results)
+    io_utils.atomic_write_json(FLAGS.output_json, dict(
+        evaluation.results,
+        per_category=evaluation.metric.per_category_results()))
     logging.info("Wrote %s", FLAGS.output_json)
 
 

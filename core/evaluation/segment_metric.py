@@ -119,6 +119,12 @@ class SegmentMetric(abc.ABC):
       results[name] = row
     return results
 
+  def per_category_results(self) -> Dict[int, Dict[str, float]]:
+    """{category id: {field: value}} for every valid category."""
+    fields = self._per_category_fields()
+    return {int(c): {key: float(values[c]) for key, values in fields.items()}
+            for c in np.flatnonzero(self._valid_categories())}
+
   def format_detailed_results(self, is_thing=None, print_digits: int = 3) -> str:
     """A text table of `detailed_results` in percent (official layout)."""
     results = self.detailed_results(is_thing)

@@ -186,7 +186,14 @@ def visualize_split(predict, examples: Iterable[Example], config: VisConfig,
           raw = config.label_id_table[raw]
         _write_png(os.path.join(raw_dir, raw_prediction_name(filename)), raw)
       count += 1
-    rate = count / max(time.time() - start, 1e-9)
-    eta = f", ETA {(num_images - count) / rate:.0f}s" if num_images else ""
-    logging.info("Visualized %d images (%.2f images/s%s)", count, rate, eta)
+      if count % 50 == 0:
+        _log_progress(count, start, num_images)
+  _log_progress(count, start, num_images)
   return count
+
+
+def _log_progress(count: int, start: float, num_images: Optional[int]):
+  rate = count / max(time.time() - start, 1e-9)
+  eta = (f", ETA {max(num_images - count, 0) / rate:.0f}s"
+         if num_images else "")
+  logging.info("Visualized %d images (%.2f images/s%s)", count, rate, eta)

@@ -22,6 +22,7 @@ def test_cli_prints_and_writes_pc(tmp_path):
   results = json.loads(output.read_text())
   assert abs(results["All"]["pc"] - 0.68210561) < 5e-8
   assert (results["Things"]["n"], results["Stuff"]["n"]) == (4, 2)
+  assert sorted(results["per_category"]) == ["1", "2", "3", "4", "5", "6"]
   # The table is in percent with --print_digits kept: 0.6821 -> 68.21.
   assert "68.21" in result.stdout and "PC" in result.stdout
 

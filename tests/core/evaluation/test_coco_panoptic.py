@@ -4,7 +4,8 @@ Source of each expected value: official
 `research/deeplab/evaluation/eval_coco_format_test.py::<test name>`, on its
 testdata (coco_gt.json, coco_pred.json and their PNG folders). That test
 compares PQ with the COCO panopticapi's `pq_compute`; the panopticapi
-figures below were computed once with `panopticapi.evaluation.pq_compute`
+figures below (also per category) were computed once with
+`panopticapi.evaluation.pq_compute`
 (panopticapi-lite 0.2.0) on the same files, and are also recomputed here
 when panopticapi is installed.
 """
@@ -48,6 +49,26 @@ def _assert_results_equal(ours, reference):
 def test_compare_pq_with_reference_eval():
   """Official test_compare_pq_with_reference_eval (panopticapi values)."""
   _assert_results_equal(_evaluate("pq").results, _PANOPTICAPI)
+
+
+# Its per_class figures (category id: pq, sq, rq).
+_PANOPTICAPI_PER_CLASS = {
+    1: (0.676087523396742, 0.7324281503464706, 0.9230769230769231),
+    2: (0.0, 0.0, 0.0),
+    3: (0.7453531598513011, 0.7453531598513011, 1.0),
+    4: (0.8576779026217228, 0.8576779026217228, 1.0),
+    5: (0.9910687880759449, 0.9910687880759449, 1.0),
+    6: (0.7741046032391015, 0.7741046032391015, 1.0),
+}
+
+
+def test_pq_per_category_matches_panopticapi():
+  """Per category PQ, SQ, RQ equal panopticapi's per_class."""
+  per_category = _evaluate("pq").metric.per_category_results()
+  assert set(per_category) == set(_PANOPTICAPI_PER_CLASS)
+  for category, (pq, sq, rq) in _PANOPTICAPI_PER_CLASS.items():
+    assert per_category[category] == pytest.approx(
+        {"pq": pq, "sq": sq, "rq": rq}, abs=5e-8), category
 
 
 def test_pq_matches_panopticapi_when_installed():
