@@ -101,8 +101,10 @@ def make_batch_predictor(model, config: VisConfig
     for image, x, label in zip(images, inputs, labels):
       label = label[:x.shape[0], :x.shape[1]]
       if label.shape != image.shape[:2]:
-        label = tf.image.resize(label[..., None], image.shape[:2],
-                                method="nearest").numpy()[..., 0]
+        # Official vis.py: nearest neighbour with align_corners.
+        label = tf.raw_ops.ResizeNearestNeighbor(
+            images=label[None, ..., None], size=image.shape[:2],
+            align_corners=True).numpy()[0, ..., 0]
       outputs.append(label)
     return outputs
 

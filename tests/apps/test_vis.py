@@ -10,6 +10,7 @@ tests/core/evaluation/test_vis_writer.py).
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 from PIL import Image
@@ -20,9 +21,7 @@ import testing_utils
 from deeplab.core import config as config_lib
 from deeplab.core.export import predictors
 from deeplab.core.modeling import deeplab_model
-from deeplab.core.training import factory
 from deeplab.datasets import colormaps
-from deeplab.datasets import input_pipeline
 from deeplab.datasets import tfrecord_io
 
 SIZE = 32
@@ -89,12 +88,15 @@ def test_vis_writes_official_names_and_watches_checkpoints(demo, tmp_path):
        "--eval_interval_secs=1"],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
       env=testing_utils.APP_ENV)
+  watchdog = threading.Timer(300, process.kill)  # readline() blocks.
+  watchdog.start()
   try:
     first = process.stdout.readline()
     assert "visualized 3 images" in first, process.stderr.read()[-3000:]
     second_checkpoint = demo.save(step=20, seed=2)
     out, err = process.communicate(timeout=120)
   finally:
+    watchdog.cancel()
     process.kill()
   assert process.returncode == 0, err[-3000:]
   assert f"visualized 3 images of {second_checkpoint}" in out
