@@ -60,9 +60,9 @@ import tensorflow as tf
 from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core import io_utils
+from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling.backbones import keras_app_backbones
-from deeplab.core.modeling import layers as deeplab_layers
 
 # Variables of a TF1 checkpoint that hold training state, not weights.
 _TRAINING_STATE = re.compile(
