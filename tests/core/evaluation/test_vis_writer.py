@@ -94,3 +94,31 @@ def test_image_larger_than_the_canvas_is_a_clear_error():
       None, vis_writer.VisConfig(vis_dir="unused", crop_size=(8, 8)))
   with pytest.raises(ValueError, match="--vis_crop_size=8,8"):
     predict([np.zeros((9, 4, 3), np.uint8)])
+
+
+def test_canvas_batches_run_as_eval_preprocessing_does(tiny_model_config):
+  """Images of two sizes, padded to one canvas and batched, are predicted
+  as evaluation's own preprocessing (pad with the mean pixel) would."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import testing_utils  # pylint: disable=g-import-not-at-top
+  from deeplab.core.modeling import deeplab_model  # pylint: disable=g-import-not-at-top
+  from deeplab.datasets import preprocess  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)]
+  model = deeplab_model.build_deeplab_model(tiny_model_config)
+  testing_utils.make_predictions_nontrivial(model, images[:1])
+  predict = vis_writer.make_batch_predictor(
+      model, vis_writer.VisConfig(vis_dir="unused", crop_size=(33, 33),
+                                  batch_size=2))
+  labels = predict(images)
+  for image, label in zip(images, labels):
+    canvas, _ = preprocess.preprocess_image_and_label(
+        image, None, 33, 33, is_training=False)
+    logits = model(canvas[None], training=False)
+    expected = tf.argmax(tf.raw_ops.ResizeBilinear(
+        images=logits, size=[33, 33], align_corners=True), -1)[0].numpy()
+    assert label.shape == image.shape[:2]
+    np.testing.assert_array_equal(label, expected[:image.shape[0],
+                                                  :image.shape[1]])
+  assert len(np.unique(labels[0])) > 1
