@@ -11,7 +11,9 @@ For every image of --vis_split it writes, under --vis_logdir:
 It visualises the newest checkpoint of --checkpoint_dir and then, like the
 official app, waits for each new one (polling every --eval_interval_secs)
 until --max_number_of_iterations checkpoints are done (0: forever). A
-checkpoint prefix is visualised once. The library is
+checkpoint prefix or model-zoo tarball is visualised once. The network is
+the one saved beside the checkpoint (`model_config.json`); model flags are
+needed only for checkpoints saved without one. The library is
 `deeplab.core.evaluation.vis_writer`.
 
 Example:
@@ -20,9 +22,7 @@ Example:
     --dataset_dir=/data/cityscapes/tfrecord --vis_split=val \\
     --checkpoint_dir=/runs/cityscapes --vis_logdir=/runs/cityscapes/vis \\
     --vis_crop_size=1025,2049 --colormap_type=cityscapes \\
-    --also_save_raw_predictions --max_number_of_iterations=1 \\
-    --model_variant=xception_65 --atrous_rates=6 --atrous_rates=12 \\
-    --atrous_rates=18 --output_stride=16 --decoder_output_stride=4
+    --also_save_raw_predictions --max_number_of_iterations=1
 """
 
 from absl import flags
@@ -30,9 +30,10 @@ from absl import logging
 import tensorflow as tf
 
 from deeplab import common_flags
+from deeplab.core import checkpoints
 from deeplab.core.evaluation import eval_loop
 from deeplab.core.evaluation import vis_writer
-from deeplab.core.training import factory
+from deeplab.core.modeling import deeplab_model
 from deeplab.datasets import colormaps
 from deeplab.datasets import tfrecord_io
 
@@ -76,15 +77,10 @@ if "add_flipped_images" not in FLAGS:
 def _checkpoints():
   """Yields the checkpoints to visualise, waiting for new ones."""
   path = FLAGS.checkpoint_dir
-  if not tf.io.gfile.isdir(path):
-    if not tf.io.gfile.exists(path + ".index"):
-      raise FileNotFoundError(f"--checkpoint_dir {path!r}: no checkpoint "
-                              "folder or prefix (.index) there.")
-    yield path
+  if not tf.io.gfile.isdir(path) or FLAGS.max_number_of_iterations == 1:
+    # A prefix or tarball, or one pass: the latest, or one clear error.
+    yield checkpoints.resolve_checkpoint(path, "checkpoint_dir")
     return
-  if FLAGS.max_number_of_iterations == 1 and not tf.train.latest_checkpoint(
-      path):
-    raise FileNotFoundError(f"--checkpoint_dir {path!r} holds no checkpoint.")
   count = 0
   for checkpoint in tf.train.checkpoints_iterator(
       path, min_interval_secs=FLAGS.eval_interval_secs):
@@ -121,15 +117,16 @@ def main(argv):
   descriptor = common_flags.dataset_descriptor_from_flags()
   config = _vis_config(descriptor)
   tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.vis_split)  # Fail early.
-  # TODO(pan): read the model config saved beside the checkpoint once
-  # core/checkpoints.py (helper `lay`) lands; the model flags describe it.
-  model_config = common_flags.model_config_from_flags(descriptor.num_classes)
-  runner = factory.make_runner(model_config, FLAGS.checkpoint_dir,
-                               descriptor.ignore_label)
-  predict = vis_writer.make_batch_predictor(runner.model, config)
+  # The model saved beside the checkpoint (model_config.json), checked
+  # against explicit model flags; the flags alone for older checkpoints.
+  model_config = checkpoints.inference_model_config(
+      common_flags.model_config_for_checkpoint(
+          FLAGS.checkpoint_dir, descriptor.num_classes, "checkpoint_dir"))
+  model = deeplab_model.build_deeplab_model(model_config)
+  predict = vis_writer.make_batch_predictor(model, config)
   for checkpoint in _checkpoints():
     logging.info("Visualizing with model %s", checkpoint)
-    runner.restore_model(checkpoint)
+    checkpoints.restore_model(model, checkpoint, "checkpoint_dir")
     count = vis_writer.visualize_split(
         predict, eval_loop.iter_examples(FLAGS.dataset_dir, FLAGS.vis_split),
         config, num_images=descriptor.splits_to_sizes.get(FLAGS.vis_split))

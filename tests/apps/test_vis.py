@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 import testing_utils
+from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.export import predictors
 from deeplab.core.modeling import deeplab_model
@@ -25,9 +26,6 @@ from deeplab.datasets import colormaps
 from deeplab.datasets import tfrecord_io
 
 SIZE = 32
-# The same network as these flags describe (common_flags defaults otherwise).
-MODEL_FLAGS = testing_utils.DEMO_MODEL_FLAGS + ("--aspp_convs_filters=16",
-                                                "--decoder_filters=16")
 
 
 def _model_config(num_classes):
@@ -60,6 +58,8 @@ class _Demo:
     testing_utils.make_predictions_nontrivial(self.model, images)
     self.manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=self.model), self.train_dir, max_to_keep=5)
+    # The model travels with its checkpoints, as training writes it.
+    checkpoints.write_model_config(self.train_dir, _model_config(5))
 
   def save(self, step, seed):
     """Writes a checkpoint whose logits layer is drawn from `seed`."""
@@ -75,12 +75,15 @@ def demo(tmp_path_factory):
 
 
 def test_vis_writes_official_names_and_watches_checkpoints(demo, tmp_path):
-  """Official names; a second checkpoint written while it waits is shown."""
+  """Official names; a second checkpoint written while it waits is shown.
+
+  No model flag is passed: the network comes from model_config.json.
+  """
   tfrecord_dir, train_dir = demo.tfrecord_dir, demo.train_dir
   demo.save(step=10, seed=1)
   vis_dir = tmp_path / "vis"
   process = subprocess.Popen(
-      [sys.executable, "-m", "deeplab.vis", *MODEL_FLAGS,
+      [sys.executable, "-m", "deeplab.vis", "--dataset=demo",
        f"--dataset_dir={tfrecord_dir}", f"--checkpoint_dir={train_dir}",
        f"--vis_logdir={vis_dir}", "--vis_split=val",
        f"--vis_crop_size={SIZE},{SIZE}", "--vis_batch_size=2",
