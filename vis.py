@@ -34,6 +34,7 @@ from deeplab.core import checkpoints
 from deeplab.core.evaluation import eval_loop
 from deeplab.core.evaluation import vis_writer
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import model_variants
 from deeplab.datasets import colormaps
 from deeplab.datasets import tfrecord_io
 
@@ -90,7 +91,7 @@ def _checkpoints():
       return
 
 
-def _vis_config(descriptor) -> vis_writer.VisConfig:
+def _vis_config(descriptor, model_config) -> vis_writer.VisConfig:
   """The `VisConfig` of the flags."""
   crop = (common_flags.crop_size_from_flag(FLAGS.vis_crop_size,
                                            "vis_crop_size")
@@ -107,7 +108,9 @@ def _vis_config(descriptor) -> vis_writer.VisConfig:
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
       eval_scales=FLAGS.eval_scales,
-      add_flipped_images=FLAGS.add_flipped_images)
+      add_flipped_images=FLAGS.add_flipped_images,
+      mean_pixel=model_variants.get_model_variant(
+          model_config.model_variant).mean_pixel)
 
 
 def main(argv):
@@ -115,13 +118,13 @@ def main(argv):
   for name in ("checkpoint_dir", "vis_logdir", "dataset_dir"):
     common_flags.require_flag(name)
   descriptor = common_flags.dataset_descriptor_from_flags()
-  config = _vis_config(descriptor)
   tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.vis_split)  # Fail early.
   # The model saved beside the checkpoint (model_config.json), checked
   # against explicit model flags; the flags alone for older checkpoints.
   model_config = checkpoints.inference_model_config(
       common_flags.model_config_for_checkpoint(
           FLAGS.checkpoint_dir, descriptor.num_classes, "checkpoint_dir"))
+  config = _vis_config(descriptor, model_config)
   model = deeplab_model.build_deeplab_model(model_config)
   predict = vis_writer.make_batch_predictor(model, config)
   for checkpoint in _checkpoints():

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from deeplab.core import io_utils
 from deeplab.core.evaluation import eval_loop
+from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling import multiscale
 from deeplab.datasets import colormaps
 from deeplab.datasets import preprocess
@@ -59,6 +60,8 @@ class VisConfig:
     batch_size: Images per forward pass (with a crop_size).
     min_resize_value, max_resize_value: Official eval resize (optional).
     eval_scales, add_flipped_images: Multi-scale and flipped inference.
+    mean_pixel: RGB padding, the model variant's `ModelVariant.mean_pixel`
+      (what its preprocessing maps to 0), as evaluation pads.
   """
   vis_dir: str
   colormap_type: str = "pascal"
@@ -70,6 +73,7 @@ class VisConfig:
   max_resize_value: Optional[int] = None
   eval_scales: Sequence[float] = (1.0,)
   add_flipped_images: bool = False
+  mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB
 
 
 def make_batch_predictor(model, config: VisConfig
@@ -95,7 +99,8 @@ def make_batch_predictor(model, config: VisConfig
     if config.crop_size is None:  # One image at its own size.
       batch = tf.stack(inputs)
     else:
-      batch = tf.stack([_pad(x, config.crop_size) for x in inputs])
+      batch = tf.stack([_pad(x, config.crop_size, config.mean_pixel)
+                        for x in inputs])
     labels = run(batch).numpy()
     outputs = []
     for image, x, label in zip(images, inputs, labels):
@@ -111,7 +116,8 @@ def make_batch_predictor(model, config: VisConfig
   return predict
 
 
-def _pad(image: tf.Tensor, crop_size: Tuple[int, int]) -> tf.Tensor:
+def _pad(image: tf.Tensor, crop_size: Tuple[int, int],
+         mean_pixel: Sequence[float]) -> tf.Tensor:
   """Pads at the bottom and right with the mean pixel, as eval does."""
   height, width = image.shape[:2]
   if height > crop_size[0] or width > crop_size[1]:
@@ -119,8 +125,9 @@ def _pad(image: tf.Tensor, crop_size: Tuple[int, int]) -> tf.Tensor:
         f"An image of {height}x{width} does not fit --vis_crop_size="
         f"{crop_size[0]},{crop_size[1]}; pass a larger --vis_crop_size, or "
         "--vis_crop_size= to run every image at its own size.")
-  return tf.pad(image, [[0, crop_size[0] - height], [0, crop_size[1] - width],
-                        [0, 0]], constant_values=preprocess.MEAN_PIXEL)
+  mean = tf.constant(mean_pixel, tf.float32, shape=[3])
+  return tf.pad(image - mean, [[0, crop_size[0] - height],
+                               [0, crop_size[1] - width], [0, 0]]) + mean
 
 
 def _write_png(path: str, array: np.ndarray) -> None:

@@ -114,7 +114,8 @@ def test_canvas_batches_run_as_eval_preprocessing_does(tiny_model_config):
   labels = predict(images)
   for image, label in zip(images, labels):
     canvas, _ = preprocess.preprocess_image_and_label(
-        image, None, 33, 33, is_training=False)
+        image, None, 33, 33, is_training=False,
+        mean_pixel=(127.5, 127.5, 127.5))  # mobilenet_v2's.
     logits = model(canvas[None], training=False)
     expected = tf.argmax(tf.raw_ops.ResizeBilinear(
         images=logits, size=[33, 33], align_corners=True), -1)[0].numpy()
