@@ -208,57 +208,87 @@ def preprocess_image_and_label(image: tf.Tensor,
       image, label = _resize(image, label, tf.maximum(size, 1))
     if augment_params is not None:
       # Folded from the seed, so the draws of steps 2-5 stay as they were.
-      (jitter_seed, blur_seed, rotate_seed,
-       grid_seed) = tf.unstack(tf.random.experimental.stateless_split(
-           tf.random.experimental.stateless_fold_in(seed, 7919), num=4))
-      if augment_params.any_photometric:
-        image = augment.color_jitter(image, augment_params, jitter_seed)
-        image = augment.random_blur_and_noise(image, augment_params,
-                                              blur_seed)
-      if augment_params.max_rotation_degrees:
-        image, label = augment.random_rotate(
-            image, label, augment_params.max_rotation_degrees, ignore_label,
-            rotate_seed, mean_pixel)
+      augment_seeds = tf.unstack(tf.random.experimental.stateless_split(
+          tf.random.experimental.stateless_fold_in(seed, 7919), num=4))
+      image, label = _augment_before_crop(image, label, augment_params,
+                                          augment_seeds, ignore_label,
+                                          mean_pixel)
+  else:
+    image = _check_fits(image, crop_height, crop_width, image_name)
 
+  image, label = _pad_to_crop(image, label, crop_height, crop_width,
+                              ignore_label, mean_pixel)
+  if is_training:
+    image, label = _random_crop_and_flip(image, label, crop_height,
+                                         crop_width, crop_seed,
+                                         flip_seed if flip else None)
+    if augment_params is not None and augment_params.gridmask_probability:
+      image = augment.grid_mask(image, augment_params, augment_seeds[3],
+                                mean_pixel)
+
+  image.set_shape([crop_height, crop_width, 3])
+  if label is not None:
+    label.set_shape([crop_height, crop_width, 1])
+  return image, label
+
+
+def _augment_before_crop(image, label, params: AugmentParams, seeds,
+                         ignore_label: int, mean_pixel):
+  """Colour jitter, blur and noise, and rotation: before the pad and crop."""
+  jitter_seed, blur_seed, rotate_seed, _ = seeds
+  if params.any_photometric:
+    image = augment.color_jitter(image, params, jitter_seed)
+    image = augment.random_blur_and_noise(image, params, blur_seed)
+  if params.max_rotation_degrees:
+    image, label = augment.random_rotate(
+        image, label, params.max_rotation_degrees, ignore_label,
+        rotate_seed, mean_pixel)
+  return image, label
+
+
+def _check_fits(image, crop_height: int, crop_width: int, image_name):
+  """Evaluation only pads: an image larger than the canvas is an error."""
   shape = tf.shape(image)
   height, width = shape[0], shape[1]
-  if not is_training:
-    name = image_name if image_name is not None else tf.constant("")
-    check = tf.debugging.Assert(
-        tf.logical_and(height <= crop_height, width <= crop_width),
-        [f"Evaluation only pads: every image must fit in the eval crop_size "
-         f"{crop_height}x{crop_width} (height x width); raise crop_size. "
-         "Image, height, width:", name, height, width])
-    with tf.control_dependencies([check]):
-      image = tf.identity(image)
+  name = image_name if image_name is not None else tf.constant("")
+  check = tf.debugging.Assert(
+      tf.logical_and(height <= crop_height, width <= crop_width),
+      [f"Evaluation only pads: every image must fit in the eval crop_size "
+       f"{crop_height}x{crop_width} (height x width); raise crop_size. "
+       "Image, height, width:", name, height, width])
+  with tf.control_dependencies([check]):
+    return tf.identity(image)
 
-  pad_height = tf.maximum(crop_height - height, 0)
-  pad_width = tf.maximum(crop_width - width, 0)
+
+def _pad_to_crop(image, label, crop_height: int, crop_width: int,
+                 ignore_label: int, mean_pixel):
+  """Pads bottom and right to at least the crop (official pad_to_bounding_box)."""
+  shape = tf.shape(image)
+  pad_height = tf.maximum(crop_height - shape[0], 0)
+  pad_width = tf.maximum(crop_width - shape[1], 0)
   paddings = [[0, pad_height], [0, pad_width], [0, 0]]
   # tf.pad takes one scalar: pad the mean-subtracted image with 0, as
   # official pad_to_bounding_box does.
   image = tf.pad(image - mean_pixel, paddings) + mean_pixel
   if label is not None:
     label = tf.pad(label, paddings, constant_values=ignore_label)
+  return image, label
 
-  if is_training:
-    # One tensor, one crop window and one flip for image and label.
-    if label is not None:
-      stacked = tf.concat([image, tf.cast(label, tf.float32)], axis=-1)
-    else:
-      stacked = image
-    channels = 4 if label is not None else 3
-    stacked = tf.image.stateless_random_crop(
-        stacked, [crop_height, crop_width, channels], seed=crop_seed)
-    if flip:
-      stacked = tf.image.stateless_random_flip_left_right(stacked, flip_seed)
-    image = stacked[..., :3]
-    if label is not None:
-      label = tf.cast(tf.round(stacked[..., 3:]), tf.int32)
-    if augment_params is not None and augment_params.gridmask_probability:
-      image = augment.grid_mask(image, augment_params, grid_seed, mean_pixel)
 
-  image.set_shape([crop_height, crop_width, 3])
+def _random_crop_and_flip(image, label, crop_height: int, crop_width: int,
+                          crop_seed, flip_seed):
+  """One crop window and one flip for image and label (flip_seed None: none)."""
+  # One stacked tensor, so that image and label share the window.
   if label is not None:
-    label.set_shape([crop_height, crop_width, 1])
+    stacked = tf.concat([image, tf.cast(label, tf.float32)], axis=-1)
+  else:
+    stacked = image
+  channels = 4 if label is not None else 3
+  stacked = tf.image.stateless_random_crop(
+      stacked, [crop_height, crop_width, channels], seed=crop_seed)
+  if flip_seed is not None:
+    stacked = tf.image.stateless_random_flip_left_right(stacked, flip_seed)
+  image = stacked[..., :3]
+  if label is not None:
+    label = tf.cast(tf.round(stacked[..., 3:]), tf.int32)
   return image, label

@@ -104,61 +104,13 @@ def build_deeplab_model(config: config_lib.ModelConfig,
       variant.preprocessing, name="preprocess")(images)
   endpoints = variant.backbone_builder(x, config)
   low_level_name = _low_level_endpoint(variant, config)
-  pool_size = _image_pooling_window(config)
 
+  # === Head ===
   if config.head == "lr_aspp":
-    # === Lite R-ASPP head: its output is the logits ===
-    if low_level_name is None:
-      raise ValueError(
-          f"--head=lr_aspp needs a low-level endpoint: model variant "
-          f"{variant.name} has them at strides "
-          f"{sorted(variant.decoder_endpoints)} (--decoder_output_stride).")
-    logits = lr_aspp_lib.LRASPP(
-        num_classes=config.num_classes, filters=config.aspp_filters,
-        pool_size=pool_size, pool_stride=config.image_pooling_stride,
-        name=LOGITS_LAYER, **bn_args)(
-            [endpoints["final"], endpoints[low_level_name]])
+    logits = _lr_aspp_logits(config, variant, endpoints, low_level_name,
+                             bn_args)
   else:
-    features = aspp_lib.ASPP(
-        filters=config.aspp_filters,
-        atrous_rates=config.atrous_rates,
-        use_separable_conv=config.aspp_with_separable_conv,
-        image_pooling=config.add_image_level_feature,
-        dropout_rate=config.aspp_dropout_rate,
-        pool_size=pool_size,
-        pool_stride=config.image_pooling_stride,
-        concat_projection=config.aspp_with_concat_projection,
-        squeeze_and_excitation=config.aspp_with_squeeze_and_excitation,
-        se_uses_qsigmoid=config.image_se_uses_qsigmoid,
-        quant_friendly=config.quant_friendly,
-        branches=config.aspp_branches,
-        name="aspp",
-        **bn_args)(endpoints["final"])
-
-    # === Decoder ===
-    if low_level_name is not None:
-      decoder_filters = (config.num_classes if config.decoder_output_is_logits
-                         else config.decoder_filters)
-      features = decoder_lib.DeepLabV3PlusDecoder(
-          filters=decoder_filters,
-          low_level_filters=config.low_level_filters,
-          use_separable_conv=config.decoder_use_separable_conv,
-          sum_merge=config.decoder_use_sum_merge,
-          output_is_logits=config.decoder_output_is_logits,
-          quant_friendly=config.quant_friendly,
-          name="decoder",
-          **bn_args)([features, endpoints[low_level_name]])
-
-    # === Logits ===
-    if config.decoder_output_is_logits and low_level_name is not None:
-      logits = features
-    else:
-      logits = keras.layers.Conv2D(
-          config.num_classes, 1, use_bias=True,
-          kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
-          kernel_regularizer=deeplab_layers.l2_regularizer(
-              config.weight_decay),
-          name=LOGITS_LAYER)(features)
+    logits = _aspp_decoder_logits(config, endpoints, low_level_name, bn_args)
   if config.boundary_refinement:
     logits = boundary_refinement.BoundaryRefinement(
         weight_decay=config.weight_decay, name=REFINEMENT_LAYER)(logits)
@@ -181,6 +133,65 @@ def build_deeplab_model(config: config_lib.ModelConfig,
     model = keras.Model(images, outputs, name=name)
   model.logits_output_stride = logits_output_stride(config, variant)
   return model
+
+
+def _lr_aspp_logits(config, variant, endpoints, low_level_name, bn_args):
+  """Lite R-ASPP (MobileNetV3 Sec. 6.3): its output is the logits."""
+  if low_level_name is None:
+    raise ValueError(
+        f"--head=lr_aspp needs a low-level endpoint: model variant "
+        f"{variant.name} has them at strides "
+        f"{sorted(variant.decoder_endpoints)} (--decoder_output_stride).")
+  return lr_aspp_lib.LRASPP(
+      num_classes=config.num_classes, filters=config.aspp_filters,
+      pool_size=_image_pooling_window(config),
+      pool_stride=config.image_pooling_stride,
+      name=LOGITS_LAYER, **bn_args)(
+          [endpoints["final"], endpoints[low_level_name]])
+
+
+def _aspp_decoder_logits(config, endpoints, low_level_name, bn_args):
+  """ASPP, the optional v3+ decoder and the logits (official model.py)."""
+  features = aspp_lib.ASPP(
+      filters=config.aspp_filters,
+      atrous_rates=config.atrous_rates,
+      use_separable_conv=config.aspp_with_separable_conv,
+      image_pooling=config.add_image_level_feature,
+      dropout_rate=config.aspp_dropout_rate,
+      pool_size=_image_pooling_window(config),
+      pool_stride=config.image_pooling_stride,
+      concat_projection=config.aspp_with_concat_projection,
+      squeeze_and_excitation=config.aspp_with_squeeze_and_excitation,
+      se_uses_qsigmoid=config.image_se_uses_qsigmoid,
+      quant_friendly=config.quant_friendly,
+      branches=config.aspp_branches,
+      name="aspp",
+      **bn_args)(endpoints["final"])
+  if low_level_name is None:
+    return _logits_conv(config, features)
+  decoder_filters = (config.num_classes if config.decoder_output_is_logits
+                     else config.decoder_filters)
+  features = decoder_lib.DeepLabV3PlusDecoder(
+      filters=decoder_filters,
+      low_level_filters=config.low_level_filters,
+      use_separable_conv=config.decoder_use_separable_conv,
+      sum_merge=config.decoder_use_sum_merge,
+      output_is_logits=config.decoder_output_is_logits,
+      quant_friendly=config.quant_friendly,
+      name="decoder",
+      **bn_args)([features, endpoints[low_level_name]])
+  if config.decoder_output_is_logits:
+    return features
+  return _logits_conv(config, features)
+
+
+def _logits_conv(config, features):
+  """The 1x1 logits conv (official scope `logits/semantic`)."""
+  return keras.layers.Conv2D(
+      config.num_classes, 1, use_bias=True,
+      kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
+      kernel_regularizer=deeplab_layers.l2_regularizer(config.weight_decay),
+      name=LOGITS_LAYER)(features)
 
 
 def logits_output_stride(config: config_lib.ModelConfig,

@@ -195,69 +195,83 @@ class ASPP(keras.layers.Layer):
     self.squeeze_and_excitation = self._config_dict["squeeze_and_excitation"]
     self.branches = self._config_dict["branches"]
 
-    # === Branch specs: (attribute, spec) in concat order ===
-    if self.branches is None:
-      specs = []
-      if image_pooling:
-        specs.append({"type": "pooling", "kernel_size": 1, "rate": 1,
-                      "name": "image_pooling"})
-      specs.append({"type": "conv", "kernel_size": 1, "rate": 1,
-                    "name": "aspp0"})
-      for i, rate in enumerate(self.atrous_rates, 1):
-        specs.append({"type": "separable" if use_separable_conv else "conv",
-                      "kernel_size": 3, "rate": rate, "name": f"aspp{i}"})
-      # Attribute names of the original layout (checkpoint object paths).
-      attributes = ["image_pooling_conv"] if image_pooling else []
-      attributes += ["conv_1x1"] + [
-          f"atrous_conv{i}" for i in range(1, len(self.atrous_rates) + 1)]
-    else:
-      specs = self.branches
-      attributes = ["image_pooling_conv" if b["type"] == "pooling"
-                    else f"branch{i}" for i, b in enumerate(specs)]
-    self.image_pooling = any(b["type"] == "pooling" for b in specs)
-    self._branch_specs = list(zip(attributes, specs))
+    self._branch_specs = self._make_branch_specs()
+    self.image_pooling = any(
+        spec["type"] == "pooling" for _, spec in self._branch_specs)
 
     # === Layers ===
-    common = dict(weight_decay=weight_decay, **self.norm.layer_kwargs())
     # Each branch is its own attribute: tf.train.Checkpoint does not track
     # Keras layers held in a list attribute, so their weights would be lost.
     for attribute, spec in self._branch_specs:
-      filters = spec.get("filters", self.filters)
-      if spec["type"] == "pooling":
-        if squeeze_and_excitation:
-          gate = deeplab_layers.hard_sigmoid if se_uses_qsigmoid else "sigmoid"
-          branch = keras.layers.Conv2D(
-              filters, 1, use_bias=True, activation=gate,
-              kernel_regularizer=deeplab_layers.l2_regularizer(weight_decay),
-              name=spec["name"])
-        else:
-          branch = deeplab_layers.ConvBNReLU(filters, 1, name=spec["name"],
-                                             **common)
-        self.image_pooling_resize = deeplab_layers.ResizeBilinear(
-            align_corners, name="image_pooling_resize")
-      elif spec["type"] == "separable":
-        branch = deeplab_layers.SplitSeparableConv2D(
-            filters, spec["rate"], kernel_size=spec["kernel_size"],
-            quant_friendly=quant_friendly, name=spec["name"], **common)
-      else:
-        branch = deeplab_layers.ConvBNReLU(
-            filters, spec["kernel_size"], dilation_rate=spec["rate"],
-            name=spec["name"], **common)
-      setattr(self, attribute, branch)
-    if squeeze_and_excitation:
-      if not self.image_pooling:
-        raise ValueError("ASPP squeeze_and_excitation needs the image-pooling "
-                         "branch.")
-      if (not concat_projection and
-          self._concat_channels() != self._se_filters()):
-        raise ValueError(
-            "ASPP squeeze_and_excitation without concat projection gates the "
-            "concatenated branches: they must have as many channels as the "
-            "image-pooling conv.")
+      setattr(self, attribute, self._make_branch(spec))
+    self._check_squeeze_and_excitation()
     if concat_projection:
       self.projection = deeplab_layers.ConvBNReLU(
-          self.filters, 1, name="concat_projection", **common)
+          self.filters, 1, name="concat_projection", **self._layer_kwargs())
       self.dropout = keras.layers.Dropout(dropout_rate, name="dropout")
+
+  def _layer_kwargs(self):
+    return dict(weight_decay=self._config_dict["weight_decay"],
+                **self.norm.layer_kwargs())
+
+  def _make_branch_specs(self):
+    """(attribute, spec) of each branch, in concat order."""
+    if self.branches is not None:
+      return [("image_pooling_conv" if b["type"] == "pooling"
+               else f"branch{i}", b) for i, b in enumerate(self.branches)]
+    separable = self._config_dict["use_separable_conv"]
+    # Attribute names of the original layout (checkpoint object paths).
+    specs = []
+    if self._config_dict["image_pooling"]:
+      specs.append(("image_pooling_conv",
+                    {"type": "pooling", "kernel_size": 1, "rate": 1,
+                     "name": "image_pooling"}))
+    specs.append(("conv_1x1", {"type": "conv", "kernel_size": 1, "rate": 1,
+                               "name": "aspp0"}))
+    for i, rate in enumerate(self.atrous_rates, 1):
+      specs.append((f"atrous_conv{i}",
+                    {"type": "separable" if separable else "conv",
+                     "kernel_size": 3, "rate": rate, "name": f"aspp{i}"}))
+    return specs
+
+  def _make_branch(self, spec):
+    """The layer of one branch spec (official `extract_features` scopes)."""
+    filters = spec.get("filters", self.filters)
+    common = self._layer_kwargs()
+    if spec["type"] == "pooling":
+      self.image_pooling_resize = deeplab_layers.ResizeBilinear(
+          self._config_dict["align_corners"], name="image_pooling_resize")
+      if not self.squeeze_and_excitation:
+        return deeplab_layers.ConvBNReLU(filters, 1, name=spec["name"],
+                                         **common)
+      gate = (deeplab_layers.hard_sigmoid
+              if self._config_dict["se_uses_qsigmoid"] else "sigmoid")
+      return keras.layers.Conv2D(
+          filters, 1, use_bias=True, activation=gate,
+          kernel_regularizer=deeplab_layers.l2_regularizer(
+              self._config_dict["weight_decay"]),
+          name=spec["name"])
+    if spec["type"] == "separable":
+      return deeplab_layers.SplitSeparableConv2D(
+          filters, spec["rate"], kernel_size=spec["kernel_size"],
+          quant_friendly=self._config_dict["quant_friendly"],
+          name=spec["name"], **common)
+    return deeplab_layers.ConvBNReLU(
+        filters, spec["kernel_size"], dilation_rate=spec["rate"],
+        name=spec["name"], **common)
+
+  def _check_squeeze_and_excitation(self):
+    if not self.squeeze_and_excitation:
+      return
+    if not self.image_pooling:
+      raise ValueError("ASPP squeeze_and_excitation needs the image-pooling "
+                       "branch.")
+    if (not self.concat_projection and
+        self._concat_channels() != self._se_filters()):
+      raise ValueError(
+          "ASPP squeeze_and_excitation without concat projection gates the "
+          "concatenated branches: they must have as many channels as the "
+          "image-pooling conv.")
 
   def _se_filters(self):
     return self.image_pooling_conv.filters
