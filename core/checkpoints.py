@@ -340,8 +340,8 @@ def read_model_config(path: str) -> Optional[config_lib.ModelConfig]:
   Raises:
     ValueError: naming the file when it is not a model config.
   """
-  if not path:
-    return None
+  if not path or path.endswith(TARBALL_SUFFIXES):
+    return None  # A model-zoo tarball carries no config of ours.
   config_path = model_config_path(path)
   if not tf.io.gfile.exists(config_path):
     return None

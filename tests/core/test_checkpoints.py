@@ -128,3 +128,11 @@ def test_merge_names_the_contradicting_flag_and_both_values(caplog):
   merged = checkpoints.merge_model_config(
       saved_config, given, {"weight_decay": "weight_decay"})
   assert merged.weight_decay == 1e-4
+
+
+def test_a_tarball_has_no_model_config_even_beside_one(tmp_path, monkeypatch):
+  """A zoo tarball is not read as the working directory's model_config.json."""
+  monkeypatch.chdir(tmp_path)
+  checkpoints.write_model_config(str(tmp_path), config_lib.ModelConfig())
+  assert checkpoints.read_model_config("zoo_model.tar.gz") is None
+  assert checkpoints.read_model_config(str(tmp_path)) is not None
