@@ -7,19 +7,37 @@ the only module that reads flag values; it turns them into
 """
 
 import dataclasses
+import os
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from deeplab.core import checkpoints
-from deeplab.core import config as config_lib
-from deeplab.core.modeling import model_variants
-from deeplab.core.modeling.heads import aspp
-from deeplab.datasets import data_descriptors
+
+def _quiet_cpu_only_logs() -> None:
+  """Silences TensorFlow's C++ CUDA probe errors (`E0000 ... cuInit`) on
+  machines without a GPU, unless the user set TF_CPP_MIN_LOG_LEVEL."""
+  if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    return
+  if not any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvidiactl",
+                                         "/dev/dxg")):
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+# Before TensorFlow is imported (below): it reads the level once.
+_quiet_cpu_only_logs()
+
+from deeplab.core import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deeplab.core.modeling import model_variants  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deeplab.core.modeling.heads import aspp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deeplab.datasets import data_descriptors  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
+
+# Flags defined in each section below, for the grouped `--help`.
+_before = set(FLAGS)
 
 # === Model flags (official common.py) ===
 
@@ -102,6 +120,9 @@ flags.DEFINE_boolean("override_model_config", False,
                      "replaced value is logged as a warning). Without it, a "
                      "contradicting model flag is an error.")
 
+MODEL_FLAGS = sorted(set(FLAGS) - _before)
+_before = set(FLAGS)
+
 # === Data flags ===
 
 flags.DEFINE_string("dataset", "pascal_voc_seg",
@@ -113,6 +134,18 @@ flags.DEFINE_integer("min_resize_value", None,
                      "Resize so the short side is at least this.")
 flags.DEFINE_integer("max_resize_value", None,
                      "Resize so the long side is at most this.")
+flags.DEFINE_enum("out_of_range_labels", "error", ["error", "ignore"],
+                  "Label values outside [0, num_classes) other than the "
+                  "ignore label: error (stop, naming the split, count and a "
+                  "value) or ignore (train and score without them, with a "
+                  "warning giving the count).")
+flags.DEFINE_boolean("skip_corrupt_records", False,
+                     "Skip unreadable records of a truncated or corrupted "
+                     "TFRecord shard (logging which) instead of stopping "
+                     "with an error naming the shard.")
+
+DATA_FLAGS = sorted(set(FLAGS) - _before)
+_before = set(FLAGS)
 
 # === Augmentation flags ===
 # Training-only extras beyond official scale/crop/flip, all off by default
@@ -142,6 +175,10 @@ flags.DEFINE_integer("gridmask_min_period", 32,
                      "Smallest GridMask period in pixels.")
 flags.DEFINE_integer("gridmask_max_period", 128,
                      "Largest GridMask period in pixels.")
+
+
+AUGMENTATION_FLAGS = sorted(set(FLAGS) - _before)
+del _before
 
 
 def augment_params_from_flags() -> config_lib.AugmentParams:
@@ -322,25 +359,135 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError,
                NotADirectoryError, flags.ValidationError)
 
 
-def run_app(main):
+def data_flags_for(config: config_lib.DataConfig,
+                   num_classes: int) -> config_lib.DataConfig:
+  """`config` with the shared data-checking flags and the class count."""
+  return dataclasses.replace(
+      config, num_classes=num_classes,
+      out_of_range_labels=FLAGS.out_of_range_labels,
+      skip_corrupt_records=FLAGS.skip_corrupt_records)
+
+
+def _exit_with_error(error):
+  logging.error("%s", error)
+  sys.exit(f"ERROR: {error}")
+
+
+# === --help: the app's own flags, grouped ===
+
+_DISTRIBUTION = {"distribution_strategy", "num_gpus", "tpu"}
+_EVALUATION = {"keep_best_checkpoint", "max_number_of_evaluations",
+               "save_predictions", "cityscapes_results_dir",
+               "num_eval_images", "add_flipped_images"}
+_DATA = {"train_split", "train_crop_size", "min_scale_factor",
+         "max_scale_factor", "scale_factor_step_size"}
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
+
+
+def _group_of(name: str, main_group: str) -> str:
+  if name in _DISTRIBUTION:
+    return "Distribution"
+  if name.startswith("eval_") or name in _EVALUATION:
+    return "Evaluation"
+  if name in _DATA:
+    return "Data"
+  return main_group
+
+
+def _format_flag(flag) -> str:
+  import textwrap  # pylint: disable=g-import-not-at-top
+  details = [f"default: {flag.default_as_str or 'None'}"]
+  values = getattr(flag.parser, "enum_values", None)
+  if values:
+    details.append("one of: " + ", ".join(values))
+  text = f"--{flag.name}: {flag.help} ({'; '.join(details)})"
+  return textwrap.fill(text, width=80, initial_indent="  ",
+                       subsequent_indent="      ")
+
+
+def format_help(module, main_group: str, common) -> str:
+  """The app's `--help`: its docstring (what it does, an example), then its
+  own flags and the shared ones it uses, by group.
+
+  Args:
+    module: The app's module (its docstring and flags).
+    main_group: Title of the group of the app's own flags.
+    common: (title, flag names) of the shared flags the app reads.
+  """
+  groups = {}
+  for title, names in common:
+    groups.setdefault(title, []).extend(names)
+  for flag in FLAGS.get_key_flags_for_module(module):
+    if not any(flag.name in names for names in groups.values()):
+      groups.setdefault(_group_of(flag.name, main_group), []).append(
+          flag.name)
+  lines = [(module.__doc__ or "").strip(), ""]
+  for title, names in groups.items():
+    lines.append(f"{title} flags:")
+    lines.extend(_format_flag(FLAGS[name]) for name in sorted(set(names)))
+    lines.append("")
+  lines.append("--helpfull lists every flag, absl's and TensorFlow's "
+               "included.")
+  return "\n".join(lines)
+
+
+def _handle_help(module, main_group: str, common) -> None:
+  """Prints the help and exits 0 on --help/--helpfull (absl exits 1)."""
+  argv = sys.argv[1:]
+  if "--" in argv:
+    argv = argv[:argv.index("--")]
+  if "--helpfull" in argv:
+    print((module.__doc__ or "").strip() + "\n")
+    print(FLAGS.get_help())
+    sys.exit(0)
+  if any(arg in _HELP_FLAGS for arg in argv):
+    print(format_help(module, main_group, common))
+    sys.exit(0)
+
+
+def run_app(main, main_group: str = "Application", common=()):
   """Runs an absl `main`, turning user-input errors into a one-line message.
 
   Args:
     main: The app's `main(argv)`.
+    main_group: Title of the app's own flags in `--help`.
+    common: (title, flag names) of the shared flags the app reads, for
+      `--help`.
   """
+  module = sys.modules[main.__module__]
+  _handle_help(module, main_group, common)
 
-  # `--help` lists the flags of the module named by sys.argv[0]; under a
-  # console script (`deeplab-train`) that is the wrapper, so register the
-  # app's flags and the shared ones for it too.
-  for module in (sys.modules[main.__module__], sys.modules[__name__]):
-    for flag in FLAGS.get_key_flags_for_module(module):
+  # absl's --helpxml lists the flags of the module named by sys.argv[0];
+  # under a console script (`deeplab-train`) that is the wrapper, so
+  # register the app's flags and the shared ones for it too.
+  for source in (module, sys.modules[__name__]):
+    for flag in FLAGS.get_key_flags_for_module(source):
       FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
   def checked_main(argv):
     try:
       return main(argv)
     except USER_ERRORS as error:
-      logging.error("%s", error)
-      sys.exit(f"ERROR: {error}")
+      _exit_with_error(error)
+    except Exception as error:  # pylint: disable=broad-except
+      # Data errors raised inside tf.data (out-of-range labels, a truncated
+      # shard) reach here as TensorFlow errors, and so do writes on a full
+      # or read-only disk: report them in one line.
+      from deeplab.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
+      from deeplab.core import io_utils  # pylint: disable=g-import-not-at-top
+      message = (input_pipeline.explain_error(error) or
+                 io_utils.explain_write_error(error))
+      if message is None:
+        raise
+      _exit_with_error(message)
 
-  app.run(checked_main)
+  app.run(checked_main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parsing, with a bad flag value reported in one `ERROR:` line
+  (absl prints a FATAL line and a usage hint)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    _exit_with_error(f"{error}")

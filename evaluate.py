@@ -67,7 +67,7 @@ flags.DEFINE_string("checkpoint_dir", None,
                     "Folder of checkpoints (a train_logdir), or a checkpoint "
                     "prefix, to evaluate.")
 flags.DEFINE_string("eval_split", "val", "Split to evaluate on.")
-flags.DEFINE_integer("eval_batch_size", 1, "Batch size.")
+flags.DEFINE_integer("eval_batch_size", 1, "Batch size.", lower_bound=1)
 flags.DEFINE_list("eval_crop_size", "513,513",
                   "Eval canvas 'height,width': images are padded to it, so "
                   "it must be at least the largest image. Empty "
@@ -215,8 +215,13 @@ def evaluate_per_image(descriptor, scales):
                              *(() if len(sources) == 1 else (name,)))
     results = eval_loop.evaluate_predictor(
         predictor,
-        eval_loop.iter_examples(FLAGS.dataset_dir, FLAGS.eval_split,
-                                FLAGS.num_eval_images or None),
+        eval_loop.iter_examples(
+            FLAGS.dataset_dir, FLAGS.eval_split,
+            FLAGS.num_eval_images or None,
+            data_config=common_flags.data_flags_for(config_lib.DataConfig(
+                dataset=FLAGS.dataset, ignore_label=descriptor.ignore_label,
+                dataset_dir=FLAGS.dataset_dir, split=FLAGS.eval_split),
+                                                    num_classes)),
         num_classes=num_classes,
         ignore_label=descriptor.ignore_label,
         vis_dir=vis_dir, colormap=descriptor.colormap,
@@ -254,6 +259,8 @@ def score_predictions_dir():
 def _eval_input_fn(descriptor):
   """The batched eval input of the flags (full images without a crop)."""
   full_image = not FLAGS.eval_crop_size
+  model_config = common_flags.model_config_for_checkpoint(
+      FLAGS.checkpoint_dir, descriptor.num_classes, "checkpoint_dir")
   data_config = config_lib.DataConfig(
       dataset=FLAGS.dataset,
       ignore_label=descriptor.ignore_label,
@@ -268,9 +275,10 @@ def _eval_input_fn(descriptor):
       # Pad with what the variant's preprocessing maps to 0 (official
       # feature_extractor.mean_pixel).
       mean_pixel=model_variants.get_model_variant(
-          common_flags.model_config_for_checkpoint(
-              FLAGS.checkpoint_dir, descriptor.num_classes,
-              "checkpoint_dir").model_variant).mean_pixel)
+          model_config.model_variant).mean_pixel)
+  # Labels are checked against the checkpoint's class count.
+  data_config = common_flags.data_flags_for(data_config,
+                                            model_config.num_classes)
   return (eval_loop.full_image_input_fn(data_config) if full_image
           else input_pipeline.make_input_fn(data_config))
 
@@ -340,7 +348,9 @@ def main(argv):
                     "--checkpoint_dir only; exported models use the "
                     "--inference_scales they were exported with.")
   descriptor = common_flags.dataset_descriptor_from_flags()
-  tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.eval_split)
+  tfrecord_io.check_shards(
+      tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.eval_split),
+      FLAGS.skip_corrupt_records)
   if not (FLAGS.model_path or FLAGS.save_predictions or
           FLAGS.cityscapes_results_dir or FLAGS.num_eval_images):
     evaluate_checkpoints(descriptor, scales)
@@ -355,7 +365,8 @@ def main(argv):
 
 def run():
   """Console-script entry point (`deeplab-eval`)."""
-  common_flags.run_app(main)
+  common_flags.run_app(main, "Evaluation", [
+      ("Data", common_flags.DATA_FLAGS), ("Model", common_flags.MODEL_FLAGS)])
 
 
 if __name__ == "__main__":

@@ -193,7 +193,8 @@ def main(argv):
 
 def run():
   """Console-script entry point (`deeplab-export`)."""
-  common_flags.run_app(main)
+  common_flags.run_app(main, "Export", [
+      ("Data", ["dataset"]), ("Model", common_flags.MODEL_FLAGS)])
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Example:
 Rerun with the same --train_logdir to resume from its latest checkpoint.
 """
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -24,8 +25,10 @@ from deeplab.core import config as config_lib
 from deeplab.core.modeling import model_variants
 from deeplab.core.training import class_weights
 from deeplab.core.training import factory
+from deeplab.core.training import logdir_lock
 from deeplab.core.training import preemption
 from deeplab.datasets import input_pipeline
+from deeplab.datasets import label_checks
 from deeplab.datasets import tfrecord_io
 
 FLAGS = flags.FLAGS
@@ -34,9 +37,11 @@ flags.DEFINE_string("train_logdir", None,
                     "Where checkpoints and summaries are written; training "
                     "resumes from the latest checkpoint here.")
 flags.DEFINE_string("train_split", "train", "Split to train on.")
-flags.DEFINE_integer("train_batch_size", 8, "Global batch size.")
+flags.DEFINE_integer("train_batch_size", 8, "Global batch size.",
+                     lower_bound=1)
 flags.DEFINE_list("train_crop_size", "513,513", "Training crop 'height,width'.")
-flags.DEFINE_integer("training_number_of_steps", 30000, "Steps to train.")
+flags.DEFINE_integer("training_number_of_steps", 30000, "Steps to train.",
+                     lower_bound=0)
 flags.DEFINE_enum("optimizer", "momentum", list(config_lib.OPTIMIZERS),
                   "Optimizer (official default: momentum).")
 flags.DEFINE_float("adamw_weight_decay", 1e-4,
@@ -140,7 +145,8 @@ flags.DEFINE_integer("eval_online", 0,
 flags.DEFINE_string("eval_split", "val", "Split for --eval_online.")
 flags.DEFINE_list("eval_crop_size", "513,513",
                   "Eval canvas 'height,width' for --eval_online.")
-flags.DEFINE_integer("eval_batch_size", 8, "Batch size for --eval_online.")
+flags.DEFINE_integer("eval_batch_size", 8, "Batch size for --eval_online.",
+                     lower_bound=1)
 flags.DEFINE_enum("distribution_strategy", "default",
                   list(config_lib.DISTRIBUTION_STRATEGIES),
                   "tf.distribute strategy (multi_worker_mirrored reads "
@@ -182,7 +188,7 @@ def _model_config(descriptor) -> config_lib.ModelConfig:
 
 def _data_config(descriptor, model_config: config_lib.ModelConfig
                  ) -> config_lib.DataConfig:
-  return config_lib.DataConfig(
+  return common_flags.data_flags_for(config_lib.DataConfig(
       dataset=FLAGS.dataset,
       ignore_label=descriptor.ignore_label,
       dataset_dir=FLAGS.dataset_dir,
@@ -202,7 +208,7 @@ def _data_config(descriptor, model_config: config_lib.ModelConfig
       # Pad with what the variant's preprocessing maps to 0 (official
       # feature_extractor.mean_pixel).
       mean_pixel=model_variants.get_model_variant(
-          model_config.model_variant).mean_pixel)
+          model_config.model_variant).mean_pixel), model_config.num_classes)
 
 
 def train_config_from_flags() -> config_lib.TrainConfig:
@@ -283,9 +289,21 @@ def _make_runner(descriptor, model_config, data_config, train_config):
 
 def main(argv):
   del argv
-  descriptor, model_config, data_config, train_config = configs_from_flags()
-  # Fail before building anything when the data is missing.
-  tfrecord_io.list_shards(data_config.dataset_dir, data_config.split)
+  configs = configs_from_flags()
+  data_config = configs[2]
+  # Fail before building anything when the data is missing or truncated.
+  tfrecord_io.check_shards(
+      tfrecord_io.list_shards(data_config.dataset_dir, data_config.split),
+      data_config.skip_corrupt_records)
+  # One trainer per logdir (only the chief writes there).
+  with contextlib.ExitStack() as stack:
+    if logdir_lock.is_chief_task():
+      stack.enter_context(logdir_lock.LogdirLock(FLAGS.train_logdir))
+    _train_locked(*configs)
+
+
+def _train_locked(descriptor, model_config, data_config, train_config):
+  """Builds the runner and trains (holding the logdir lock)."""
   runner = _make_runner(descriptor, model_config, data_config, train_config)
   logging.info("Training %s on %s/%s for %d steps into %s (%d replicas)",
                model_config.model_variant, data_config.dataset,
@@ -295,17 +313,21 @@ def main(argv):
     step = _train(runner, data_config, train_config)
   except preemption.TrainingPreempted as stopped:
     logging.warning("%s", stopped)
-    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+    sys.exit(stopped.exit_code)
   except FloatingPointError as error:
     logging.error("%s", error)
     sys.exit(f"ERROR: {error}")
+  if label_checks.COUNTER.summary():
+    logging.warning("%s", label_checks.COUNTER.summary())
   logging.info("Training finished at step %d; checkpoints in %s", step,
                runner.model_dir)
 
 
 def run():
   """Console-script entry point (`deeplab-train`)."""
-  common_flags.run_app(main)
+  common_flags.run_app(main, "Training", [
+      ("Data", common_flags.DATA_FLAGS), ("Model", common_flags.MODEL_FLAGS),
+      ("Augmentation (training)", common_flags.AUGMENTATION_FLAGS)])
 
 
 if __name__ == "__main__":

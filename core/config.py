@@ -312,6 +312,13 @@ class DataConfig:
       preprocessing maps to 0 (official `feature_extractor.mean_pixel`).
       The apps set it from --model_variant; the default is that of the
       [-1, 1] variants.
+    num_classes: When set, label values outside [0, num_classes) other than
+      the ignore label are checked as they are read
+      (`deeplab.datasets.label_checks`).
+    out_of_range_labels: What such labels do: "error" (stop, naming them)
+      or "ignore" (map them to the ignore label, with a warning).
+    skip_corrupt_records: Skip unreadable records of truncated or corrupted
+      shards instead of failing.
   """
 
   dataset: str = "pascal_voc_seg"
@@ -333,6 +340,9 @@ class DataConfig:
   cache: bool = False
   augment: AugmentParams = dataclasses.field(default_factory=AugmentParams)
   mean_pixel: Tuple[float, float, float] = (127.5, 127.5, 127.5)
+  num_classes: Optional[int] = None
+  out_of_range_labels: str = "error"
+  skip_corrupt_records: bool = False
 
   def __post_init__(self):
     """Positive sizes and counts; errors name the train or eval flag."""

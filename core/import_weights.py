@@ -47,4 +47,5 @@ def define_flags():
 
 if __name__ == "__main__":
   define_flags()
-  common_flags.run_app(main)
+  common_flags.run_app(main, "Import", [
+      ("Model", common_flags.MODEL_FLAGS)])

@@ -46,4 +46,5 @@ def define_flags():
 
 if __name__ == "__main__":
   define_flags()
-  common_flags.run_app(main)
+  common_flags.run_app(main, "Statistics", [
+      ("Model", common_flags.MODEL_FLAGS)])

@@ -483,5 +483,14 @@ def run_builder(main: Callable) -> None:
             NotADirectoryError) as error:
       logging.error("%s", error)
       sys.exit(f"ERROR: {error}")
+    except Exception as error:  # pylint: disable=broad-except
+      # A full or read-only disk: one line naming the path (the writers
+      # left nothing half-written).
+      from deeplab.core import io_utils  # pylint: disable=g-import-not-at-top
+      message = io_utils.explain_write_error(error)
+      if message is None:
+        raise
+      logging.error("%s", message)
+      sys.exit(f"ERROR: {message}")
 
   app.run(checked_main)

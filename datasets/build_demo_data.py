@@ -41,6 +41,7 @@ Usage:
 import functools
 import json
 import os
+import re
 import shutil
 import tempfile
 from typing import Any, Dict, List, Tuple
@@ -53,6 +54,7 @@ from PIL import Image
 from PIL import ImageDraw
 from scipy import ndimage
 
+from deeplab.core import io_utils
 from deeplab.datasets import build_data
 from deeplab.datasets import build_voc2012_data
 from deeplab.datasets import data_descriptors
@@ -356,8 +358,12 @@ def generate_demo_dataset(output_dir: str,
         f"--output_dir {output_dir} exists; pass --overwrite to replace it.")
   parent = os.path.dirname(output_dir)
   os.makedirs(parent, exist_ok=True)
-  temp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-",
-                          dir=parent)
+  name = os.path.basename(output_dir)
+  io_utils.remove_stale_temporaries(
+      parent, re.compile(rf"^\.{re.escape(name)}\.tmp-(?P<pid>\d+)-"),
+      "partial demo dataset")
+  temp = tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=parent)
+  io_utils.apply_umask(temp, directory=True)
   try:
     for sub in ("JPEGImages", "SegmentationClass",
                 os.path.join("ImageSets", "Segmentation")):

@@ -51,15 +51,17 @@ def compute_stats(dataset_dir: str, split: str, num_classes: int,
   Returns:
     A dict: `num_images`, `pixel_counts` [C], `frequency` [C] (share of
     labelled pixels), `balanced` and `median_frequency` weights [C]
-    (`label_stats`' formulas, the ones training uses), `ignored_pixels`.
+    (`label_stats`' formulas, the ones training uses), `ignored_pixels`,
+    and `out_of_range_pixels` / `out_of_range_values` /
+    `out_of_range_images`: labels outside [0, num_classes) other than the
+    ignore label (training stops on them unless --out_of_range_labels=
+    ignore), left out of the counts.
 
   Raises:
     FileNotFoundError: naming the folder or split without shards.
-    ValueError: naming the image whose label has values outside the class
-      set (other than the ignore label).
   """
   stats = label_stats.split_statistics(dataset_dir, split, num_classes,
-                                       ignore_label)
+                                       ignore_label, count_out_of_range=True)
   total = max(int(stats.counts.sum()), 1)
   return {
       "num_images": stats.num_images, "pixel_counts": stats.counts,
@@ -67,7 +69,11 @@ def compute_stats(dataset_dir: str, split: str, num_classes: int,
       "ignored_pixels": stats.ignored_pixels,
       "balanced": label_stats.balanced_weights(stats.counts),
       "median_frequency": label_stats.median_frequency_weights(
-          stats.counts, stats.image_pixels)}
+          stats.counts, stats.image_pixels),
+      "num_classes": num_classes,
+      "out_of_range_pixels": stats.out_of_range_pixels,
+      "out_of_range_values": sorted(stats.out_of_range_values),
+      "out_of_range_images": stats.out_of_range_images}
 
 
 def format_stats(stats: Dict[str, Any],
@@ -82,6 +88,14 @@ def format_stats(stats: Dict[str, Any],
     lines.append(f"{c:>3} {name[:20]:<20} {count:>12} "
                  f"{stats['frequency'][c]:>8.4f} {stats['balanced'][c]:>9.4f} "
                  f"{stats['median_frequency'][c]:>11.4f}")
+  if stats.get("out_of_range_pixels"):
+    images = stats["out_of_range_images"]
+    lines.append(
+        f"WARNING: labels outside [0, {stats['num_classes']}): "
+        f"{stats['out_of_range_pixels']} pixels (values "
+        f"{stats['out_of_range_values']}) in {len(images)} images (e.g. "
+        f"{images[0]}); training and evaluation stop on them unless "
+        "--out_of_range_labels=ignore.")
   lines.append("balanced weights: " + ",".join(
       f"{w:.4f}" for w in stats["balanced"]))
   lines.append("median-frequency weights: " + ",".join(

@@ -34,6 +34,7 @@ from deeplab.core.config import AugmentParams
 from deeplab.core.config import DataConfig
 from deeplab.datasets import crop_window
 from deeplab.datasets import data_descriptors
+from deeplab.datasets import label_checks
 from deeplab.datasets import preprocess
 from deeplab.datasets import tfrecord_io
 
@@ -51,6 +52,44 @@ def _shard_for_pipeline(files, input_context):
     return files_ds.shard(input_context.num_input_pipelines,
                           input_context.input_pipeline_id), False
   return files_ds, True
+
+
+def parse_fn(config: DataConfig, ignore_label: int,
+             parse_example: Callable = tfrecord_io.parse_example) -> Callable:
+  """`parse_example` followed by the label-range check of `config`."""
+
+  def parse(serialized):
+    example = parse_example(serialized)
+    if config.num_classes:
+      example["label"] = label_checks.check_label(
+          example["label"], example["filename"], config.num_classes,
+          ignore_label, config.split, config.out_of_range_labels)
+    return example
+
+  return parse
+
+
+def read_shards(files_ds: tf.data.Dataset, files, config: DataConfig,
+                interleave: bool) -> tf.data.Dataset:
+  """The records of `files_ds`: interleaved, or one file after another."""
+  tfrecord_io.note_opened(files)
+  if config.skip_corrupt_records:
+    tfrecord_io.log_corrupt_shards(files)
+  read = lambda path: tfrecord_io.read_records(path,
+                                               config.skip_corrupt_records)
+  if not interleave:
+    return files_ds.flat_map(read)
+  return files_ds.interleave(
+      read, cycle_length=min(len(files), _CYCLE_LENGTH),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=config.deterministic)
+
+
+def explain_error(error: BaseException):
+  """A one-line message for a data error raised while reading (out-of-range
+  labels, a truncated shard), or None for any other error."""
+  return (label_checks.user_message(error) or
+          tfrecord_io.explain_read_error(error))
 
 
 def make_dataset(
@@ -93,21 +132,16 @@ def make_dataset(
   files_ds, shard_examples = _shard_for_pipeline(files, input_context)
   if training:
     files_ds = files_ds.shuffle(len(files), seed=seed)
-    dataset = files_ds.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), _CYCLE_LENGTH),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=config.deterministic)
-  else:
-    # One file after another: the list order of the builder.
-    dataset = files_ds.flat_map(tf.data.TFRecordDataset)
+  # Evaluation reads one file after another: the list order of the builder.
+  dataset = read_shards(files_ds, files, config, interleave=training)
   if shard_examples:
     dataset = dataset.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
 
   window_first = crop_window.applies(config, augment_params)
-  dataset = dataset.map(crop_window.parse_encoded if window_first
-                        else tfrecord_io.parse_example,
+  dataset = dataset.map(parse_fn(config, ignore_label,
+                                 crop_window.parse_encoded if window_first
+                                 else tfrecord_io.parse_example),
                         num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=config.deterministic or not training)
   if config.cache:

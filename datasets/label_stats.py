@@ -33,26 +33,47 @@ class LabelStatistics:
       class appears.
     ignored_pixels: Pixels with the ignore label.
     num_images: Label maps counted.
+    out_of_range_pixels: Pixels outside [0, C) other than the ignore label
+      (counted instead of raising when `add` is told to).
+    out_of_range_values: Those values.
+    out_of_range_images: Names of the label maps that have them.
   """
 
   counts: np.ndarray
   image_pixels: np.ndarray
   ignored_pixels: int = 0
   num_images: int = 0
+  out_of_range_pixels: int = 0
+  out_of_range_values: set = dataclasses.field(default_factory=set)
+  out_of_range_images: list = dataclasses.field(default_factory=list)
 
-  def add(self, label: np.ndarray, ignore_label: int, name: str) -> None:
+  def add(self, label: np.ndarray, ignore_label: int, name: str,
+          count_out_of_range: bool = False) -> None:
     """Counts one label map.
+
+    Args:
+      label: Class ids.
+      ignore_label: Not counted as a class.
+      name: Named in errors and in `out_of_range_images`.
+      count_out_of_range: Count values outside the classes (left out of the
+        class counts) instead of raising.
 
     Raises:
       ValueError: naming `name`, on a value that is neither a class nor
-        the ignore label.
+        the ignore label (unless `count_out_of_range`).
     """
     num_classes = len(self.counts)
     label = np.asarray(label).reshape(-1).astype(np.int64)
     ignored = label == ignore_label
     kept = label[~ignored]
-    bad = np.unique(kept[(kept < 0) | (kept >= num_classes)])
-    if bad.size:
+    outside = (kept < 0) | (kept >= num_classes)
+    bad = np.unique(kept[outside])
+    if bad.size and count_out_of_range:
+      self.out_of_range_pixels += int(outside.sum())
+      self.out_of_range_values.update(bad.tolist())
+      self.out_of_range_images.append(name)
+      kept = kept[~outside]
+    elif bad.size:
       raise ValueError(
           f"{name} has label values {bad.tolist()} outside [0, "
           f"{num_classes}) that are not the ignore label {ignore_label}.")
@@ -82,14 +103,14 @@ def class_pixel_statistics(labels: Iterable[np.ndarray], num_classes: int,
 
 
 def split_statistics(dataset_dir: str, split: str, num_classes: int,
-                     ignore_label: int, max_images: Optional[int] = None
-                     ) -> LabelStatistics:
+                     ignore_label: int, max_images: Optional[int] = None,
+                     count_out_of_range: bool = False) -> LabelStatistics:
   """The statistics of a built split's TFRecord labels.
 
   Raises:
     FileNotFoundError: naming the folder or split without shards.
     ValueError: naming the image whose label has values outside the class
-      set (other than the ignore label).
+      set (other than the ignore label), unless `count_out_of_range`.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
@@ -100,8 +121,12 @@ def split_statistics(dataset_dir: str, split: str, num_classes: int,
     dataset = dataset.take(max_images)
   stats = empty_statistics(num_classes)
   for example in dataset:
-    name = f"Image {example['filename'].numpy().decode()} in {dataset_dir}"
-    stats.add(example["label"].numpy(), ignore_label, name)
+    filename = example["filename"].numpy().decode()
+    if count_out_of_range:
+      stats.add(example["label"].numpy(), ignore_label, filename, True)
+    else:
+      stats.add(example["label"].numpy(), ignore_label,
+                f"Image {filename} in {dataset_dir}")
   return stats
 
 

@@ -19,11 +19,14 @@ are written under temporary names and renamed when complete (`ShardWriter`).
 
 import os
 import re
+import struct
 import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
+
+from deeplab.core import io_utils
 
 IMAGE_ENCODED = "image/encoded"
 IMAGE_FILENAME = "image/filename"
@@ -34,6 +37,8 @@ LABEL_ENCODED = "image/segmentation/class/encoded"
 LABEL_FORMAT = "image/segmentation/class/format"
 
 _SHARD_RE = r"^{split}-(\d{{5}})-of-(\d{{5}})\.tfrecord$"
+# `ShardWriter`'s temporaries: `<shard>.tfrecord.tmp-<pid>-<token>`.
+_TEMP_SHARD_RE = re.compile(r"\.tfrecord\.tmp-(?P<pid>\d+)-[0-9a-f]+$")
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -152,8 +157,12 @@ class ShardWriter:
   def __init__(self, final_paths: Sequence[str]):
     """Creates the writer; `final_paths` are the shards in order."""
     self._final_paths = list(final_paths)
-    tf.io.gfile.makedirs(os.path.dirname(self._final_paths[0]) or ".")
-    token = uuid.uuid4().hex[:8]
+    folder = os.path.dirname(self._final_paths[0]) or "."
+    tf.io.gfile.makedirs(folder)
+    # Shards of an earlier build killed mid-way (SIGKILL): theirs only.
+    io_utils.remove_stale_temporaries(folder, _TEMP_SHARD_RE,
+                                      "temporary shard")
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     self._temp_paths = [f"{p}.tmp-{token}" for p in final_paths]
     self._shard = -1
     self._writer = None
@@ -198,6 +207,106 @@ def remove_stale_shards(output_dir: str, split: str, num_shards: int) -> None:
     if parsed and parsed[1] != num_shards:
       logging.info("Removing stale shard %s from an earlier build.", name)
       tf.io.gfile.remove(tf.io.gfile.join(output_dir, name))
+
+
+# Shards opened by readers in this process, so that a read error (which
+# names no file) can be traced to one (`explain_read_error`).
+_OPENED_SHARDS = set()
+
+
+def read_records(path, skip_corrupt: bool = False) -> tf.data.Dataset:
+  """The serialized records of one shard (for `interleave` or `flat_map`).
+
+  Args:
+    path: The shard's path (a string or a scalar string tensor).
+    skip_corrupt: Skip records that cannot be read (a truncated or corrupted
+      shard) instead of failing; `log_corrupt_shards` reports them.
+  """
+  dataset = tf.data.TFRecordDataset(path)
+  return dataset.ignore_errors() if skip_corrupt else dataset
+
+
+def note_opened(files: Sequence[str]) -> None:
+  """Remembers shards being read, for `explain_read_error`."""
+  _OPENED_SHARDS.update(str(f) for f in files)
+
+
+def find_truncated(path: str) -> Optional[Tuple[int, int]]:
+  """Walks a shard's record headers (seeks only, no data read).
+
+  Returns:
+    (complete records, byte offset of the broken one) when the file ends
+    inside a record or a header's length is corrupt; None when intact.
+  """
+  size = os.path.getsize(path)
+  count, offset = 0, 0
+  with open(path, "rb") as f:
+    while offset < size:
+      header = f.read(12)
+      if len(header) < 12:
+        return count, offset
+      (length,) = struct.unpack("<Q", header[:8])
+      end = offset + 12 + length + 4
+      if end > size:
+        return count, offset
+      f.seek(end)
+      offset, count = end, count + 1
+  return None
+
+
+def explain_read_error(error: BaseException) -> Optional[str]:
+  """One line naming the broken shard of a TFRecord read error, or None."""
+  text = str(error)
+  if not isinstance(error, tf.errors.DataLossError) and not re.search(
+      r"(truncated|corrupted) record", text):
+    return None
+  for path in sorted(_OPENED_SHARDS):
+    broken = os.path.exists(path) and find_truncated(path)
+    if broken:
+      return _truncated_message(path, broken)
+  detail = re.search(r"(truncated|corrupted) record at \d+", text)
+  what = detail.group(0) if detail else "data loss"
+  return (f"A TFRecord shard is corrupted ({what}) in one of: "
+          f"{', '.join(sorted(_OPENED_SHARDS))}. Rebuild it, or pass "
+          "--skip_corrupt_records to skip what cannot be read.")
+
+
+def check_shards(files: Sequence[str], skip_corrupt: bool = False) -> None:
+  """Fails fast on a truncated shard (a header walk: cheap), naming it.
+
+  With `skip_corrupt`, nothing is raised: the pipeline logs them
+  (`log_corrupt_shards`) and skips what it cannot read.
+
+  Raises:
+    ValueError: naming the first truncated shard.
+  """
+  if skip_corrupt:
+    return
+  for path in files:
+    broken = os.path.exists(path) and find_truncated(path)
+    if broken:
+      raise ValueError(_truncated_message(path, broken))
+
+
+def _truncated_message(path: str, broken: Tuple[int, int]) -> str:
+  return (f"TFRecord shard {path} is truncated: {broken[0]} complete "
+          f"records, then the file ends inside the record at byte "
+          f"{broken[1]} (an interrupted copy or build?). Rebuild or recopy "
+          "it, or pass --skip_corrupt_records to skip what cannot be read.")
+
+
+def log_corrupt_shards(files: Sequence[str]) -> int:
+  """Logs the truncated shards among `files` (for --skip_corrupt_records);
+  returns their number."""
+  broken = 0
+  for path in files:
+    found = find_truncated(path) if os.path.exists(path) else None
+    if found:
+      broken += 1
+      logging.warning("--skip_corrupt_records: %s is truncated after %d "
+                      "records (byte %d); its remainder is skipped.", path,
+                      found[0], found[1])
+  return broken
 
 
 _FEATURES = {

@@ -26,6 +26,7 @@ import tensorflow as tf
 from deeplab.core import io_utils
 from deeplab.core.evaluation import metrics as metrics_lib
 from deeplab.datasets import colormaps
+from deeplab.datasets import input_pipeline
 from deeplab.datasets import preprocess
 from deeplab.datasets import tfrecord_io
 
@@ -33,14 +34,31 @@ Example = Tuple[str, np.ndarray, np.ndarray]
 
 
 def iter_examples(dataset_dir: str, split: str,
-                  max_images: Optional[int] = None) -> Iterator[Example]:
+                  max_images: Optional[int] = None,
+                  data_config=None) -> Iterator[Example]:
   """Yields (filename, uint8 image [H, W, 3], label [H, W]) in file order.
+
+  Args:
+    dataset_dir: Folder of the shards.
+    split: Split to read.
+    max_images: Stop after this many.
+    data_config: Optional `DataConfig` whose `num_classes`,
+      `out_of_range_labels` and `skip_corrupt_records` check what is read
+      (`input_pipeline.parse_fn`).
 
   Raises:
     FileNotFoundError: naming the folder or split, when it has no shards.
   """
   files = tfrecord_io.list_shards(dataset_dir, split)
-  dataset = tf.data.TFRecordDataset(files).map(tfrecord_io.parse_example)
+  if data_config is None:
+    dataset = tf.data.TFRecordDataset(files).map(tfrecord_io.parse_example)
+  else:
+    dataset = input_pipeline.read_shards(
+        tf.data.Dataset.from_tensor_slices(files), files, data_config,
+        interleave=False)
+    ignore_label = (255 if data_config.ignore_label is None
+                    else data_config.ignore_label)
+    dataset = dataset.map(input_pipeline.parse_fn(data_config, ignore_label))
   if max_images:
     dataset = dataset.take(max_images)
   for example in dataset:
@@ -72,8 +90,12 @@ def full_image_input_fn(data_config):
     if input_context is not None and input_context.num_input_pipelines > 1:
       dataset = dataset.shard(input_context.num_input_pipelines,
                               input_context.input_pipeline_id)
-    dataset = dataset.flat_map(tf.data.TFRecordDataset)
-    dataset = dataset.map(tfrecord_io.parse_example).map(_prepare)
+    dataset = input_pipeline.read_shards(dataset, files, data_config,
+                                         interleave=False)
+    ignore_label = (255 if data_config.ignore_label is None
+                    else data_config.ignore_label)
+    dataset = dataset.map(input_pipeline.parse_fn(
+        data_config, ignore_label)).map(_prepare)
     return dataset.batch(1).prefetch(2)
 
   return input_fn

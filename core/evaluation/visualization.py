@@ -64,11 +64,21 @@ def plot_confusion_matrix(confusion: np.ndarray, path: str,
 def plot_per_class_iou(per_class_iou: Sequence[Optional[float]], path: str,
                        class_names: Optional[Sequence[str]] = None,
                        miou: Optional[float] = None) -> str:
-  """Writes a bar chart of per-class IoU; undefined classes are left blank."""
+  """Writes a bar chart of per-class IoU.
+
+  A class absent from both ground truth and predictions has no IoU (None or
+  NaN): it gets no bar and an "absent" label, not a bar at 0, which would
+  read as a class the model always gets wrong.
+  """
   count = len(per_class_iou)
-  values = [np.nan if v is None else float(v) for v in per_class_iou]
+  values = np.array([np.nan if v is None else float(v)
+                     for v in per_class_iou])
+  absent = np.isnan(values)
   figure, axes = plt.subplots(figsize=(min(4 + 0.3 * count, 40), 4))
-  axes.bar(range(count), np.nan_to_num(values), color="tab:blue")
+  axes.bar(np.flatnonzero(~absent), values[~absent], color="tab:blue")
+  for index in np.flatnonzero(absent):
+    axes.text(index, 0.02, "absent", rotation=90, ha="center", va="bottom",
+              fontsize=7, color="tab:gray")
   if miou is not None:
     axes.axhline(miou, color="tab:red", linestyle="--",
                  label=f"mIoU {miou:.3f}")

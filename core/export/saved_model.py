@@ -8,6 +8,7 @@ mirrors official DeepLab's `export_model.py` (`ImageTensor` in,
 """
 
 import os
+import re
 import shutil
 from typing import Callable, Dict, Optional, Sequence
 
@@ -15,6 +16,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from deeplab.core import io_utils
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import multiscale
 
@@ -100,6 +102,10 @@ def next_version(export_path: str) -> int:
   return max(versions, default=0) + 1
 
 
+# Before: `.tmp-<version>-<pid>`.
+_LEGACY_TEMP_RE = re.compile(r"^\.tmp-\d+-(?P<pid>\d+)$")
+
+
 def export_saved_model(model: keras.Model, export_path: str,
                        version: Optional[int] = None,
                        scales: Sequence[float] = (1.0,),
@@ -137,7 +143,11 @@ def export_saved_model(model: keras.Model, export_path: str,
         f"Export version {target!r} already exists; pass another "
         "--export_version or remove it.")
   tf.io.gfile.makedirs(export_path)
-  temporary = os.path.join(export_path, f".tmp-{version}-{os.getpid()}")
+  # Partial versions of exports killed mid-way (SIGKILL): theirs only.
+  for pattern in (io_utils.TEMP_PATTERN, _LEGACY_TEMP_RE):
+    io_utils.remove_stale_temporaries(export_path, pattern,
+                                      "partial SavedModel")
+  temporary = os.path.join(export_path, f".tmp-{os.getpid()}-v{version}")
   if tf.io.gfile.exists(temporary):
     shutil.rmtree(temporary)
   # The module tracks the model's backing tf.Variables, which the traced

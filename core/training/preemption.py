@@ -1,4 +1,8 @@
-"""Preemption: turn SIGTERM into "save a checkpoint, then stop".
+"""Preemption: turn SIGTERM (and Ctrl-C) into "save a checkpoint, then stop".
+
+SIGINT (Ctrl-C) is handled like SIGTERM: the step in flight finishes, a
+checkpoint is saved and the app exits with 130 (128 + SIGINT) instead of
+143; a second Ctrl-C interrupts at once (KeyboardInterrupt).
 
 Cluster schedulers (Kubernetes, Slurm, preemptible VMs) send SIGTERM and
 give the job a grace period before SIGKILL. A run restarted on the same
@@ -35,8 +39,13 @@ from absl import logging
 import tensorflow as tf
 
 # The exit status of a process stopped by SIGTERM (128 + 15): schedulers
-# read it as "preempted", and restart the job.
+# read it as "preempted", and restart the job. Ctrl-C gives 130 (128 + 2),
+# as shells expect.
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+
+# The signal `SigtermWatcher` received last (TrainingPreempted names it).
+_received = {"signum": signal.SIGTERM}
 
 # The step counter PreemptionCheckpointHandler adds to the checkpoint
 # (`failure_handling._ITERATION_VARIABLE` in TF 2.21).
@@ -51,40 +60,56 @@ class TrainingPreempted(Exception):
     checkpoint_path: The checkpoint written.
   """
 
-  def __init__(self, step: int, checkpoint_path: Optional[str]):
+  def __init__(self, step: int, checkpoint_path: Optional[str],
+               signum: Optional[int] = None):
+    self.signum = signal.Signals(signum or _received["signum"])
+    what = ("Interrupted" if self.signum == signal.SIGINT else "Preempted")
     super().__init__(
-        f"Preempted (SIGTERM) at step {step}; saved {checkpoint_path}. Rerun "
-        "with the same --train_logdir to resume.")
+        f"{what} ({self.signum.name}) at step {step}; saved "
+        f"{checkpoint_path}. Rerun with the same --train_logdir to resume.")
     self.step = step
     self.checkpoint_path = checkpoint_path
 
+  @property
+  def exit_code(self) -> int:
+    """128 + the signal: 143 for SIGTERM, 130 for SIGINT."""
+    return 128 + int(self.signum)
+
 
 class SigtermWatcher:
-  """Context manager that records SIGTERM while training runs.
+  """Context manager that records SIGTERM and SIGINT while training runs.
 
   Outside the main thread (where Python cannot install signal handlers) it
-  does nothing, and SIGTERM keeps its default effect.
+  does nothing, and the signals keep their default effect.
   """
+
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self._previous = {}
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning("Received signal %d: saving a checkpoint after this "
-                    "step, then stopping.", signum)
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # A second Ctrl-C: stop now.
+    logging.warning("Received %s: saving a checkpoint after this step, then "
+                    "stopping.%s", signal.Signals(signum).name,
+                    " (Ctrl-C again to stop at once.)"
+                    if signum == signal.SIGINT else "")
+    _received["signum"] = signum
     self.requested = True
 
   def __enter__(self) -> "SigtermWatcher":
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in self._SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
     return False
 
 

@@ -573,9 +573,12 @@ class Runner:
       step = self.global_step
       progress.add_images(batch)
       if not np.isfinite(loss):
+        last = self._checkpoint_manager().latest_checkpoint
         raise FloatingPointError(
-            f"Loss became {loss} at step {step}; stopping. The last good "
-            f"checkpoint is {self._checkpoint_manager().latest_checkpoint}.")
+            f"Loss became {loss} at step {step}; stopping. " + (
+                f"The last good checkpoint is {last}." if last else
+                "No checkpoint was saved before it (a rerun starts over): "
+                "lower --base_learning_rate or check the data."))
       if stop:
         path = self._save()
         self.preempted = True

@@ -36,3 +36,24 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
   monkeypatch.undo()
   assert json.loads(path.read_text()) == {"version": 1}
   assert os.listdir(tmp_path) == ["report.json"]  # No temporary left.
+
+
+def test_write_errors_name_the_final_path_and_what_it_is():
+  import errno  # pylint: disable=g-import-not-at-top
+
+  class TensorFlowError(Exception):
+    message = ("{{function_node __wrapped__SaveV2_device_/job:localhost/"
+               "replica:0/task:0/device:CPU:0}} /runs/voc/ckpt-7_temp/"
+               "part-00000-of-00001.data-00000-of-00001.tempstate123; No "
+               "space left on device [Op:SaveV2]")
+
+  assert io_utils.explain_write_error(TensorFlowError()) == (
+      "Cannot write /runs/voc/ckpt-7 (a checkpoint): no space left on the "
+      "device.")
+  read_only = OSError(errno.EROFS, "Read-only file system",
+                      "/models/deeplab/.tmp-4242-v3")
+  assert io_utils.explain_write_error(read_only) == (
+      "Cannot write /models/deeplab/3 (the SavedModel): the filesystem is "
+      "read-only.")
+  assert io_utils.explain_write_error(ValueError("other")) is None
+  assert io_utils.explain_write_error(OSError(errno.ENOENT, "x")) is None
