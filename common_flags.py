@@ -387,8 +387,9 @@ _HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
 def _group_of(name: str, main_group: str) -> str:
   if name in _DISTRIBUTION:
     return "Distribution"
-  if name.startswith("eval_") or name in _EVALUATION:
-    return "Evaluation"
+  if main_group == "Training" and (name.startswith("eval_") or
+                                   name in _EVALUATION):
+    return "Evaluation"  # Online evaluation while training.
   if name in _DATA:
     return "Data"
   return main_group
