@@ -465,7 +465,7 @@ def test_nan_before_any_checkpoint_says_so(tiny_model_config, tmp_path):
 
   model_dir = str(tmp_path / "train")
   runner = factory.make_runner(
-      tiny_model_config, model_dir, 255, train_config=config_lib.TrainConfig(
+      tiny_model_config, model_dir, 255, train_config=config_lib.TrainConfig.from_flat(
           train_logdir=model_dir, training_number_of_steps=2,
           optimizer="adam", save_interval_steps=5, log_steps=1,
           image_summary_steps=0))
