@@ -464,11 +464,11 @@ def test_nan_before_any_checkpoint_says_so(tiny_model_config, tmp_path):
     return tf.data.Dataset.from_tensors(({"image": images}, labels)).repeat()
 
   model_dir = str(tmp_path / "train")
-  runner = factory.make_runner(
-      tiny_model_config, model_dir, 255, train_config=config_lib.TrainConfig.from_flat(
-          train_logdir=model_dir, training_number_of_steps=2,
-          optimizer="adam", save_interval_steps=5, log_steps=1,
-          image_summary_steps=0))
+  train_config = config_lib.TrainConfig.from_flat(
+      train_logdir=model_dir, training_number_of_steps=2, optimizer="adam",
+      save_interval_steps=5, log_steps=1, image_summary_steps=0)
+  runner = factory.make_runner(tiny_model_config, model_dir, 255,
+                               train_config=train_config)
   with pytest.raises(FloatingPointError) as raised:
     runner.train(nan_input_fn, max_steps=2)
   assert "None" not in str(raised.value)
