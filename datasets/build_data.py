@@ -347,6 +347,51 @@ def write_split(specs: Sequence[ExampleSpec],
   # processes (which import this module) start without it.
   from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
 
+  _check_write_args(specs, read_label, split, source, num_shards, num_workers)
+  total = len(specs)
+  final_paths = [tfrecord_io.shard_path(output_dir, split, i, num_shards)
+                 for i in range(num_shards)]
+  logging.info("Writing split %r: %d examples into %d shards in %s "
+               "(%d worker(s)).", split, total, num_shards, output_dir,
+               num_workers)
+  encode = functools.partial(_encode_chunk, read_label=read_label,
+                             num_classes=num_classes,
+                             ignore_label=ignore_label, keep_png=keep_png)
+  chunks = _chunks(list(enumerate(specs)))
+  progress = _Progress(split, total, log_every_secs)
+  writer = tfrecord_io.ShardWriter(final_paths)
+  results_iter = _ordered_map(encode, chunks, num_workers)
+  try:
+    written, skipped, label_pixels = _write_results(
+        results_iter, writer, split, total, num_shards, skip_invalid,
+        progress)
+    writer.commit()
+    tfrecord_io.remove_stale_shards(output_dir, split, num_shards)
+  except BaseException:
+    results_iter.close()  # Stops the workers now, not at garbage collection.
+    writer.abort()
+    raise
+
+  progress.update(total, force=True)
+  logging.info("Split %r: wrote %d examples to %d shards, skipped %d, in "
+               "%.1f s.", split, written, num_shards, len(skipped),
+               progress.elapsed)
+  return {
+      "split": split, "num_examples": written, "num_skipped": len(skipped),
+      "skipped": skipped, "shards": final_paths, "seconds": progress.elapsed,
+      "label_pixels": {int(v): int(c) for v, c in enumerate(label_pixels)
+                       if c}}
+
+
+def _chunks(indexed: List[Tuple[int, ExampleSpec]]):
+  """Work units for the encoders: runs of `_CHUNK_SIZE` examples."""
+  return [indexed[i:i + _CHUNK_SIZE]
+          for i in range(0, len(indexed), _CHUNK_SIZE)]
+
+
+def _check_write_args(specs, read_label, split: str, source: Optional[str],
+                      num_shards: int, num_workers: int) -> None:
+  """Raises ValueError/TypeError, naming the problem, before any write."""
   _check_specs(specs, split, source)
   if num_shards < 1:
     raise ValueError(f"--num_shards must be at least 1, got {num_shards}.")
@@ -357,71 +402,40 @@ def write_split(specs: Sequence[ExampleSpec],
       raise TypeError(
           "With num_workers > 1, read_label must be a top-level function and "
           f"label sources picklable: {e}") from e
-  total = len(specs)
-  final_paths = [tfrecord_io.shard_path(output_dir, split, i, num_shards)
-                 for i in range(num_shards)]
 
-  logging.info("Writing split %r: %d examples into %d shards in %s "
-               "(%d worker(s)).", split, total, num_shards, output_dir,
-               num_workers)
-  encode = functools.partial(_encode_chunk, read_label=read_label,
-                             num_classes=num_classes,
-                             ignore_label=ignore_label, keep_png=keep_png)
-  indexed = list(enumerate(specs))
-  chunks = [indexed[i:i + _CHUNK_SIZE] for i in range(0, total, _CHUNK_SIZE)]
-  progress = _Progress(split, total, log_every_secs)
+
+def _write_results(results_iter, writer, split: str, total: int,
+                   num_shards: int, skip_invalid: bool, progress):
+  """Writes the encoded examples; returns (written, skipped, label_pixels)."""
+  from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
   skipped: List[Tuple[str, str]] = []
   label_pixels = np.zeros(256, dtype=np.int64)
   written = 0
-  writer = tfrecord_io.ShardWriter(final_paths)
-  results_iter = _ordered_map(encode, chunks, num_workers)
-  try:
-    for results in results_iter:
-      for result in results:
-        if isinstance(result, _Failed):
-          if not skip_invalid:
-            raise InvalidExampleError(
-                f"Split {split!r}, example {result.key!r}: {result.reason} "
-                "(pass --skip_invalid to build the rest)")
-          logging.warning("Skipping %r: %s", result.key, result.reason)
-          skipped.append((result.key, result.reason))
-          continue
-        example = tfrecord_io.make_example(
-            result.image_bytes, result.key, result.height, result.width,
-            result.label_png, image_format=result.image_format)
-        # Contiguous shards: example i goes to shard i * n // total, so the
-        # shards, read in order, give the list order.
-        writer.write(result.index * num_shards // total,
-                     example.SerializeToString())
-        label_pixels += result.label_histogram
-        written += 1
-      progress.update(results[-1].index + 1)
-    if not written:
-      raise InvalidExampleError(
-          f"Split {split!r}: all {total} examples are invalid; nothing "
-          "written.")
-    writer.commit()
-    tfrecord_io.remove_stale_shards(output_dir, split, num_shards)
-  except BaseException:
-    results_iter.close()  # Stops the workers now, not at garbage collection.
-    writer.abort()
-    raise
-
-  progress.update(total, force=True)
-  summary = {
-      "split": split,
-      "num_examples": written,
-      "num_skipped": len(skipped),
-      "skipped": skipped,
-      "shards": final_paths,
-      "label_pixels": {int(v): int(c) for v, c in enumerate(label_pixels)
-                       if c},
-      "seconds": progress.elapsed,
-  }
-  logging.info("Split %r: wrote %d examples to %d shards, skipped %d, in "
-               "%.1f s.", split, written, num_shards, len(skipped),
-               summary["seconds"])
-  return summary
+  for results in results_iter:
+    for result in results:
+      if isinstance(result, _Failed):
+        if not skip_invalid:
+          raise InvalidExampleError(
+              f"Split {split!r}, example {result.key!r}: {result.reason} "
+              "(pass --skip_invalid to build the rest)")
+        logging.warning("Skipping %r: %s", result.key, result.reason)
+        skipped.append((result.key, result.reason))
+        continue
+      example = tfrecord_io.make_example(
+          result.image_bytes, result.key, result.height, result.width,
+          result.label_png, image_format=result.image_format)
+      # Contiguous shards: example i goes to shard i * n // total, so the
+      # shards, read in order, give the list order.
+      writer.write(result.index * num_shards // total,
+                   example.SerializeToString())
+      label_pixels += result.label_histogram
+      written += 1
+    progress.update(results[-1].index + 1)
+  if not written:
+    raise InvalidExampleError(
+        f"Split {split!r}: all {total} examples are invalid; nothing "
+        "written.")
+  return written, skipped, label_pixels
 
 
 def format_summary(summaries: Sequence[Dict[str, Any]]) -> str:

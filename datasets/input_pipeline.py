@@ -121,7 +121,6 @@ def make_dataset(
   if augment_params == AugmentParams():
     augment_params = None  # Nothing to add: the official pipeline.
   files = tfrecord_io.list_shards(config.dataset_dir, config.split)
-  crop_height, crop_width = (int(s) for s in config.crop_size)
   batch_size = config.batch_size
   if input_context is not None:
     batch_size = input_context.get_per_replica_batch_size(config.batch_size)
@@ -129,6 +128,29 @@ def make_dataset(
   pipeline_id = input_context.input_pipeline_id if input_context else 0
   seed = config.seed + 1000 * pipeline_id if config.deterministic else None
 
+  window_first = crop_window.applies(config, augment_params)
+  dataset = _examples(config, files, input_context, seed, ignore_label,
+                      window_first)
+  prepare = _prepare_fn(config, ignore_label, augment_params, window_first)
+  dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=config.deterministic or not training)
+  dataset = dataset.batch(batch_size, drop_remainder=training)
+  dataset = dataset.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = config.deterministic or not training
+  dataset = dataset.with_options(options)
+  return dataset
+
+
+def _examples(config: DataConfig, files, input_context, seed, ignore_label,
+              window_first: bool) -> tf.data.Dataset:
+  """This pipeline's parsed examples; shuffled, repeated and seeded to train.
+
+  In training each element is `(example, seed)`: one stateless seed per
+  example makes augmentation reproducible under parallel map when
+  `deterministic`, and random otherwise.
+  """
+  training = config.is_training
   files_ds, shard_examples = _shard_for_pipeline(files, input_context)
   if training:
     files_ds = files_ds.shuffle(len(files), seed=seed)
@@ -138,7 +160,6 @@ def make_dataset(
     dataset = dataset.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
 
-  window_first = crop_window.applies(config, augment_params)
   dataset = dataset.map(parse_fn(config, ignore_label,
                                  crop_window.parse_encoded if window_first
                                  else tfrecord_io.parse_example),
@@ -150,10 +171,16 @@ def make_dataset(
     dataset = dataset.shuffle(config.shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True)
     dataset = dataset.repeat()
-    # One stateless seed per example makes augmentation reproducible under
-    # parallel map when `deterministic`; random otherwise.
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     dataset = tf.data.Dataset.zip((dataset, seeds))
+  return dataset
+
+
+def _prepare_fn(config: DataConfig, ignore_label: int,
+                augment_params: Optional[AugmentParams], window_first: bool):
+  """The map function from a parsed example to `(features, label)`."""
+  crop_height, crop_width = (int(s) for s in config.crop_size)
+  training = config.is_training
 
   def _prepare_window_first(example, example_seed):
     image, label, shape = crop_window.scale_crop_flip(
@@ -188,15 +215,7 @@ def make_dataset(
     }
     return features, tf.squeeze(label, axis=-1)
 
-  dataset = dataset.map(_prepare_window_first if window_first else _prepare,
-                        num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=config.deterministic or not training)
-  dataset = dataset.batch(batch_size, drop_remainder=training)
-  dataset = dataset.prefetch(tf.data.AUTOTUNE)
-  options = tf.data.Options()
-  options.deterministic = config.deterministic or not training
-  dataset = dataset.with_options(options)
-  return dataset
+  return _prepare_window_first if window_first else _prepare
 
 
 def make_input_fn(

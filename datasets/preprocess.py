@@ -189,47 +189,61 @@ def preprocess_image_and_label(image: tf.Tensor,
                      "mean_pixel).")
   mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
   image = tf.cast(image, tf.float32)
-  if label is not None:
-    label = tf.cast(label, tf.int32)
+  label = None if label is None else tf.cast(label, tf.int32)
   if min_resize_value or max_resize_value:
     image, label = resize_to_range(image, label, min_resize_value,
                                    max_resize_value)
 
   if is_training:
-    if seed is None:
-      seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
-    scale_seed, crop_seed, flip_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, num=3))
-    scale = get_random_scale(min_scale_factor, max_scale_factor,
-                             scale_factor_step_size, scale_seed)
-    if not (min_scale_factor == max_scale_factor == 1.0):
-      size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale,
-                     tf.int32)
-      image, label = _resize(image, label, tf.maximum(size, 1))
-    if augment_params is not None:
-      # Folded from the seed, so the draws of steps 2-5 stay as they were.
-      augment_seeds = tf.unstack(tf.random.experimental.stateless_split(
-          tf.random.experimental.stateless_fold_in(seed, 7919), num=4))
-      image, label = _augment_before_crop(image, label, augment_params,
-                                          augment_seeds, ignore_label,
-                                          mean_pixel)
+    image, label, seeds = _scale_and_augment(
+        image, label, seed, min_scale_factor, max_scale_factor,
+        scale_factor_step_size, augment_params, ignore_label, mean_pixel)
   else:
     image = _check_fits(image, crop_height, crop_width, image_name)
 
   image, label = _pad_to_crop(image, label, crop_height, crop_width,
                               ignore_label, mean_pixel)
   if is_training:
-    image, label = _random_crop_and_flip(image, label, crop_height,
-                                         crop_width, crop_seed,
-                                         flip_seed if flip else None)
-    if augment_params is not None and augment_params.gridmask_probability:
-      image = augment.grid_mask(image, augment_params, augment_seeds[3],
-                                mean_pixel)
+    image, label = _crop_flip_and_mask(image, label, crop_height, crop_width,
+                                       seeds, flip, augment_params,
+                                       mean_pixel)
 
   image.set_shape([crop_height, crop_width, 3])
   if label is not None:
     label.set_shape([crop_height, crop_width, 1])
   return image, label
+
+
+def _scale_and_augment(image, label, seed, min_scale_factor: float,
+                       max_scale_factor: float, scale_factor_step_size: float,
+                       augment_params: Optional[AugmentParams],
+                       ignore_label: int, mean_pixel):
+  """Random scale, then the optional augmentations before the crop.
+
+  Returns:
+    (image, label, (crop_seed, flip_seed, grid_seed)): the later steps'
+    seeds, all split from `seed` (random when None).
+  """
+  if seed is None:
+    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+  scale_seed, crop_seed, flip_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, num=3))
+  scale = get_random_scale(min_scale_factor, max_scale_factor,
+                           scale_factor_step_size, scale_seed)
+  if not (min_scale_factor == max_scale_factor == 1.0):
+    size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale,
+                   tf.int32)
+    image, label = _resize(image, label, tf.maximum(size, 1))
+  grid_seed = None
+  if augment_params is not None:
+    # Folded from the seed, so the draws of the steps above stay as they were.
+    augment_seeds = tf.unstack(tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 7919), num=4))
+    image, label = _augment_before_crop(image, label, augment_params,
+                                        augment_seeds, ignore_label,
+                                        mean_pixel)
+    grid_seed = augment_seeds[3]
+  return image, label, (crop_seed, flip_seed, grid_seed)
 
 
 def _augment_before_crop(image, label, params: AugmentParams, seeds,
@@ -272,6 +286,18 @@ def _pad_to_crop(image, label, crop_height: int, crop_width: int,
   image = tf.pad(image - mean_pixel, paddings) + mean_pixel
   if label is not None:
     label = tf.pad(label, paddings, constant_values=ignore_label)
+  return image, label
+
+
+def _crop_flip_and_mask(image, label, crop_height: int, crop_width: int,
+                        seeds, flip: bool,
+                        augment_params: Optional[AugmentParams], mean_pixel):
+  """The training crop and flip, then GridMask when asked for."""
+  crop_seed, flip_seed, grid_seed = seeds
+  image, label = _random_crop_and_flip(image, label, crop_height, crop_width,
+                                       crop_seed, flip_seed if flip else None)
+  if augment_params is not None and augment_params.gridmask_probability:
+    image = augment.grid_mask(image, augment_params, grid_seed, mean_pixel)
   return image, label
 
 

@@ -103,9 +103,11 @@ def test_installed_wheel_imports_every_module(venv):
   assert int(result.stdout.split()[-1]) > 50
 
 
-@pytest.mark.parametrize("script", ["deeplab-train"])
-def test_installed_console_script_runs(venv, script):
+@pytest.mark.parametrize("script,flag", [("deeplab-train", "--train_logdir"),
+                                         ("deeplab-vis", "--vis_logdir")])
+def test_installed_console_script_runs(venv, script, flag):
   env = dict(os.environ, PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="3")
   result = _run([str(venv / "bin" / script), "--helpfull"], cwd=str(venv),
                 env=env)
-  assert "--train_logdir" in result.stdout, result.stderr[-2000:]
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert flag in result.stdout, result.stderr[-2000:]
