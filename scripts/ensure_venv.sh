@@ -21,4 +21,3 @@ if [ ! -f "${STAMP}" ] || [ "$(cat "${STAMP}")" != "${WANT}" ]; then
   echo "${WANT}" > "${STAMP}"
 fi
 export PATH="${VENV}/bin:${PATH}"
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure_venv.sh
+# Quieter TensorFlow C++ logs in the test process (the apps decide for
+# themselves: common_flags silences CUDA probe errors on CPU-only machines).
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 exec python -m pytest -q -p no:cacheprovider "$@"
