@@ -199,9 +199,11 @@ def test_mirrored_step_equals_the_single_device_step(tiny_model_config,
     scale = np.abs(update).max()
     moved += scale > 0
     for replica in mirrored.strategy.experimental_local_results(b):
-      # The same update on every replica, and the single-device update.
+      # The same update on every replica, and the single-device update, up
+      # to the reduction order of two replicas (a missing 1/replicas scaling
+      # would differ by the whole update).
       np.testing.assert_allclose(replica.numpy() - initial, update,
-                                 rtol=0, atol=1e-3 * scale + 1e-8,
+                                 rtol=0, atol=1e-2 * scale + 1e-8,
                                  err_msg=a.path)
   assert moved > 0.9 * len(before)
 
