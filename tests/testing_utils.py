@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 
 from deeplab.core.modeling import layers as deeplab_layers
@@ -36,8 +37,17 @@ def make_predictions_nontrivial(model, images, seed: int = 0):
   for layer, momentum in zip(norms, momenta):
     layer.momentum = momentum
   rng = np.random.default_rng(seed)
-  kernel = model.get_layer("logits").kernel
-  kernel.assign(rng.normal(0, 1.0, kernel.shape).astype(np.float32))
+  logits = model.get_layer("logits")
+  kernel = rng.normal(0, 1.0, logits.kernel.shape).astype(np.float32)
+  # Standardise each class's logit over the pixels of `images`, so no class
+  # dominates everywhere whatever the (unseeded) backbone weights are.
+  features = keras.Model(model.inputs, logits.input)(
+      np.asarray(images, np.float32), training=False).numpy()
+  scores = features.reshape(-1, kernel.shape[-2]) @ kernel.reshape(
+      kernel.shape[-2], -1)
+  mean, std = scores.mean(0), scores.std(0) + 1e-12
+  logits.kernel.assign((kernel / std).astype(np.float32))
+  logits.bias.assign((-mean / std).astype(np.float32))
   return model
 
 
