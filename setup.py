@@ -55,7 +55,7 @@ setuptools.setup(
         "video": ["opencv-python-headless"],
         "serving": ["tensorflow-serving-api~=2.21.0"],
         # Tests exercise every export format and video input.
-        "test": ["pytest", "pytest-timeout", "tf2onnx~=1.17", "onnxruntime",
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "tf2onnx~=1.17", "onnxruntime",
                  "ai-edge-litert", "opencv-python-headless",
                  "tensorflow-serving-api~=2.21.0"],
     },

@@ -77,18 +77,6 @@ def test_resume_continues_the_global_step(tiny_model_config, tmp_path):
     other.train(_input_fn, max_steps=6)
 
 
-def test_evaluate_reports_metrics_and_summaries(tiny_model_config, tmp_path):
-  model_dir = str(tmp_path / "train")
-  runner = _runner(tiny_model_config, model_dir)
-  runner.train(_input_fn, max_steps=2)
-  results = runner.evaluate(_eval_input_fn, eval_dir=str(tmp_path / "eval"))
-  assert results["num_images"] == 4
-  assert results["global_step"] == 2
-  assert sum(map(sum, results["confusion_matrix"])) == 4 * 33 * 33
-  assert 0.0 <= results["miou"] <= 1.0
-  assert any(n.startswith("events") for n in os.listdir(tmp_path / "eval"))
-
-
 def test_evaluate_without_checkpoint_names_the_folder(tiny_model_config,
                                                       tmp_path):
   runner = _runner(tiny_model_config, str(tmp_path / "empty"))
@@ -118,8 +106,13 @@ def test_train_and_evaluate_alternates(tiny_model_config, tmp_path):
   model_dir = str(tmp_path / "train")
   runner = _runner(tiny_model_config, model_dir)
   results = runner.train_and_evaluate(_input_fn, _eval_input_fn, max_steps=4,
-                                      eval_every_steps=2)
+                                      eval_every_steps=2,
+                                      eval_dir=str(tmp_path / "eval"))
   assert results["global_step"] == 4
+  assert results["num_images"] == 4
+  assert sum(map(sum, results["confusion_matrix"])) == 4 * 33 * 33
+  assert 0.0 <= results["miou"] <= 1.0
+  assert any(n.startswith("events") for n in os.listdir(tmp_path / "eval"))
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-4")
   # The best checkpoint by mIoU is kept apart, and loads.
   best = best_checkpoint.best_metrics(model_dir)
@@ -138,19 +131,6 @@ def mirrored_strategy():
   if len(cpus) < 2:
     pytest.skip("needs two logical CPUs (configured in conftest)")
   return tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
-
-
-def test_mirrored_strategy_two_cpu_replicas(tiny_model_config, tmp_path,
-                                            mirrored_strategy):
-  # save_interval_secs=0: the replicas agree (all-reduce) on a save after
-  # every step, on top of the every-3-steps ones.
-  runner = _runner(tiny_model_config, str(tmp_path / "train"),
-                   mirrored_strategy, save_interval_secs=0)
-  assert runner.train(_input_fn, max_steps=2) == 2
-  assert runner.strategy.num_replicas_in_sync == 2
-  assert os.path.exists(tmp_path / "train" / "ckpt-1.index")
-  results = runner.evaluate(_eval_input_fn)
-  assert results["num_images"] == 4
 
 
 def _exact_input_fn(input_context=None):
@@ -178,9 +158,11 @@ def test_mirrored_step_equals_the_single_device_step(tiny_model_config,
 
   def one_step(strategy, name):
     model_dir = str(tmp_path / name)
+    # save_interval_secs=0: the replicas agree (all-reduce) on a save after
+    # every step.
     cfg = config_lib.TrainConfig.from_flat(
         train_logdir=model_dir, training_number_of_steps=1, log_steps=1,
-        image_summary_steps=0, **train_config)
+        image_summary_steps=0, save_interval_secs=0, **train_config)
     runner = factory.make_runner(config, model_dir, 255,
                                     train_config=cfg, strategy=strategy)
     with runner.strategy.scope():
@@ -191,6 +173,9 @@ def test_mirrored_step_equals_the_single_device_step(tiny_model_config,
 
   single, before = one_step(None, "single")
   mirrored, _ = one_step(mirrored_strategy, "mirrored")
+  assert mirrored.strategy.num_replicas_in_sync == 2
+  assert os.path.exists(tmp_path / "mirrored" / "ckpt-1.index")
+  assert mirrored.evaluate(_eval_input_fn)["num_images"] == 4
   pairs = zip(single.model.trainable_weights,
               mirrored.model.trainable_weights, before)
   moved = 0
