@@ -127,6 +127,10 @@ flags.DEFINE_boolean("jit_compile", False,
 flags.DEFINE_boolean("keep_best_checkpoint", True,
                      "With --eval_online, keep the best-mIoU checkpoint in "
                      "train_logdir/best.")
+flags.DEFINE_bool("upsample_logits", True,
+                  "Compute the loss on logits upsampled to the labels "
+                  "(official default); false downsamples the labels to the "
+                  "logits' stride instead (nearest), a cheaper step.")
 flags.DEFINE_float("min_scale_factor", 0.5, "Smallest random scale.")
 flags.DEFINE_float("max_scale_factor", 2.0, "Largest random scale.")
 flags.DEFINE_float("scale_factor_step_size", 0.25,
@@ -139,6 +143,12 @@ flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep.")
 flags.DEFINE_integer("log_steps", 50, "Log and summarise every this many steps.")
 flags.DEFINE_integer("image_summary_steps", 500,
                      "Image summaries every this many steps (0: off).")
+flags.DEFINE_string("profile_logdir", "",
+                    "Write a TensorFlow profile of --profile_steps of the "
+                    "run here (TensorBoard's Profile tab); '' is off.")
+flags.DEFINE_list("profile_steps", "5,9",
+                  "First and last profiled steps of the run, from 1 (the "
+                  "first step traces the graph).")
 flags.DEFINE_integer("eval_online", 0,
                      "Evaluate on --eval_split every this many steps while "
                      "training (0: off); summaries go to train_logdir/eval.")
@@ -222,7 +232,9 @@ def train_config_from_flags() -> config_lib.TrainConfig:
                                          "learning_rate_values"),
       label_weights=(_parse_floats(FLAGS.label_weights, "label_weights")
                      if FLAGS.label_weights else None),
-      tf_initial_checkpoint=FLAGS.tf_initial_checkpoint or "")
+      tf_initial_checkpoint=FLAGS.tf_initial_checkpoint or "",
+      profile_steps=config_lib.parse_int_list(FLAGS.profile_steps,
+                                              "profile_steps"))
   return config_lib.TrainConfig.from_flat(**values)
 
 

@@ -390,6 +390,11 @@ class LossConfig:
       (1.0: none).
     aux_loss_weight: Weight of an auxiliary head's loss, for models with a
       second (auxiliary) logits output (`ModelConfig.aux_head`); 0: none.
+    upsample_logits: Compute the training loss on logits upsampled to the
+      label size (official default); False downsamples the labels to the
+      logits' stride instead (nearest, corners aligned: official
+      `train_utils.add_softmax_cross_entropy_loss_for_each_scale`), which
+      makes the loss and its gradient up to stride**2 times cheaper.
   """
 
   label_weights: Optional[Tuple[float, ...]] = None
@@ -400,6 +405,7 @@ class LossConfig:
   focal_gamma: float = 0.0
   focal_alpha: float = 1.0
   aux_loss_weight: float = 0.0
+  upsample_logits: bool = True
 
   def __post_init__(self):
     if self.label_weights is not None:
@@ -521,6 +527,10 @@ class CheckpointConfig:
     image_summary_steps: Write image summaries every this many steps (0: off).
     keep_best_checkpoint: With online evaluation, keep the checkpoint of
       the best mIoU in `train_logdir/best`.
+    profile_logdir: Write a TensorFlow profile (TensorBoard's Profile tab)
+      of a window of training steps here (official flag); '' is off.
+    profile_steps: The window, as (first, last) steps of this run, counted
+      from 1; the first step traces the graph, so the default skips it.
   """
 
   train_logdir: str = ""
@@ -530,9 +540,15 @@ class CheckpointConfig:
   log_steps: int = 50
   image_summary_steps: int = 500
   keep_best_checkpoint: bool = True
+  profile_logdir: str = ""
+  profile_steps: Tuple[int, int] = (5, 9)
 
   def __post_init__(self):
+    self.profile_steps = tuple(self.profile_steps)
     _check(self, _flag, [
+        ("profile_steps", len(self.profile_steps) == 2
+         and 1 <= self.profile_steps[0] <= self.profile_steps[1],
+         "two steps 'first,last' with 1 <= first <= last"),
         ("save_interval_steps", self.save_interval_steps > 0, "positive"),
         ("save_interval_secs", self.save_interval_secs >= 0, ">= 0"),
         ("max_to_keep", self.max_to_keep > 0, "positive"),

@@ -38,6 +38,7 @@ from deeplab.core.modeling.heads import lr_aspp as lr_aspp_lib
 LOGITS_LAYER = "logits"
 # The last layer: bilinear upsampling of the logits to the input size.
 UPSAMPLE_LAYER = "upsample_logits"
+UPSAMPLE_AUX_LAYER = "upsample_aux_logits"
 # Optional boundary refinement of the logits (as many channels as classes).
 REFINEMENT_LAYER = "logits_refinement"
 # Optional auxiliary head (training only); its classifier has num_classes
@@ -64,6 +65,21 @@ def split_outputs(outputs) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   if isinstance(outputs, dict):
     return outputs["logits"], outputs.get("aux_logits")
   return outputs, None
+
+
+def logits_before_upsampling(model: keras.Model) -> keras.Model:
+  """`model` without its final resizes: logits at their own stride.
+
+  Training with official `upsample_logits=False` computes the loss there,
+  against downsampled labels. The returned model shares every layer, and so
+  every weight, with `model`; its outputs follow `split_outputs`' contract.
+  """
+  names = [UPSAMPLE_LAYER] + [layer.name for layer in model.layers
+                              if layer.name == UPSAMPLE_AUX_LAYER]
+  # Each resize layer is called on [logits, images].
+  outputs = [model.get_layer(name).input[0] for name in names]
+  return keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0],
+                     name=f"{model.name}_before_upsampling")
 
 
 def main_logits(outputs) -> tf.Tensor:
@@ -127,7 +143,7 @@ def build_deeplab_model(config: config_lib.ModelConfig,
         **bn_args)(endpoints[_aux_endpoint(variant, endpoints)])
     aux_outputs = deeplab_layers.ResizeBilinear(
         align_corners=True, dtype="float32",
-        name="upsample_aux_logits")([aux_logits, images])
+        name=UPSAMPLE_AUX_LAYER)([aux_logits, images])
     model = keras.Model(images, [outputs, aux_outputs], name=name)
   else:
     model = keras.Model(images, outputs, name=name)

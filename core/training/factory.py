@@ -186,7 +186,9 @@ def _run_config(checkpoint: config_lib.CheckpointConfig
       save_interval_secs=checkpoint.save_interval_secs,
       max_to_keep=checkpoint.max_to_keep,
       log_steps=checkpoint.log_steps,
-      image_summary_steps=checkpoint.image_summary_steps)
+      image_summary_steps=checkpoint.image_summary_steps,
+      profile_logdir=checkpoint.profile_logdir,
+      profile_steps=checkpoint.profile_steps)
 
 
 def _train_options(train_config: config_lib.TrainConfig

@@ -128,6 +128,17 @@ def softmax_cross_entropy_loss(logits: tf.Tensor,
   return tf.math.divide_no_nan(tf.reduce_sum(top_losses), num_present)
 
 
+def labels_at_logits_size(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  """`labels` [B, H, W] resized to the logits' [h, w] by nearest neighbour
+  with corners aligned (official `upsample_logits=False`): no label is ever
+  mixed with another or with the ignore label."""
+  size = tf.shape(logits)[1:3]
+  resized = tf.raw_ops.ResizeNearestNeighbor(
+      images=labels[..., tf.newaxis], size=size, align_corners=True,
+      half_pixel_centers=False)
+  return resized[..., 0]
+
+
 def loss_from_config(logits: tf.Tensor, labels: tf.Tensor, num_classes: int,
                      ignore_label: int, config: config_lib.LossConfig,
                      global_step=None,
@@ -137,9 +148,14 @@ def loss_from_config(logits: tf.Tensor, labels: tf.Tensor, num_classes: int,
   Args:
     label_weights: Overrides `config.label_weights` (adaptive weighting
       passes a tensor here).
+
+  With `config.upsample_logits=False`, `logits` are at their own stride
+  and `labels` are downsampled to them.
   """
   if label_weights is None:
     label_weights = config.label_weights
+  if not config.upsample_logits:
+    labels = labels_at_logits_size(labels, logits)
   return softmax_cross_entropy_loss(
       logits, labels, num_classes, ignore_label,
       label_weights=label_weights,

@@ -47,6 +47,9 @@ class ModelFnParams:
       config's `label_weights`.
     gradient_multipliers: Variable path -> gradient multiplier (official
       `last_layer_gradient_multiplier`).
+    train_model: What TRAIN mode runs, when not `model` itself: `model`'s
+      logits before upsampling, for `loss_config.upsample_logits=False`
+      (`deeplab_model.logits_before_upsampling`).
   """
 
   model: keras.Model
@@ -58,6 +61,7 @@ class ModelFnParams:
   loss_config: Optional[config_lib.LossConfig] = None
   adaptive_class_weights: Optional[Any] = None
   gradient_multipliers: Optional[Dict[str, float]] = None
+  train_model: Optional[keras.Model] = None
 
   def get_loss_config(self) -> config_lib.LossConfig:
     """`loss_config`, or the default (plain cross-entropy)."""
@@ -160,7 +164,7 @@ def model_fn(features: Dict[str, tf.Tensor],
   with tf.GradientTape() as tape:
     # A model with an auxiliary head returns [logits, aux_logits].
     logits, aux_logits = deeplab_model.split_outputs(
-        model(images, training=True))
+        (params.train_model or model)(images, training=True))
     data_loss, loss = _losses(logits, labels, params,
                               global_step=optimizer.iterations,
                               label_weights=label_weights,

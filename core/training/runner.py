@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import keras
@@ -30,9 +30,11 @@ import tensorflow as tf
 from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.evaluation import model_eval
+from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.training import best_checkpoint
 from deeplab.core.training import preemption
+from deeplab.core.training import profiling
 from deeplab.core.training import transfer
 from deeplab.core.training.model_fn import ModeKeys
 from deeplab.core.training.model_fn import ModelFnParams
@@ -49,6 +51,9 @@ class RunConfig:
     log_steps: Log and write scalar summaries every this many steps.
     image_summary_steps: Write image summaries every this many steps (0: off).
     num_summary_images: Images per image summary.
+    profile_logdir: Where to write a profile of training steps
+      `profile_steps` of each run ('' is off; `profiling.StepProfiler`).
+    profile_steps: (first, last) profiled steps of a run, from 1.
   """
 
   save_interval_steps: int = 500
@@ -57,6 +62,8 @@ class RunConfig:
   log_steps: int = 50
   image_summary_steps: int = 500
   num_summary_images: int = 3
+  profile_logdir: str = ""
+  profile_steps: Tuple[int, int] = (5, 9)
 
 
 @dataclasses.dataclass
@@ -235,6 +242,9 @@ class Runner:
         if self.train_options.freeze_batch_norm:
           deeplab_layers.freeze_batch_norm(model)
       self._params.model = model
+      if not self._params.get_loss_config().upsample_logits:
+        self._params.train_model = deeplab_model.logits_before_upsampling(
+            model)
     return self._params.model
 
   def _ensure_optimizer(self) -> keras.optimizers.Optimizer:
@@ -566,34 +576,50 @@ class Runner:
     progress = _Progress(self.global_step, total_steps)
     last_save_time = time.time()
     step = self.global_step
-    while step < max_steps:
-      loss, data_loss, batch, stop, save_due = self._run_step(
-          iterator, getattr(sigterm, "requested", False),
-          time.time() - last_save_time > config.save_interval_secs)
-      step = self.global_step
-      progress.add_images(batch)
-      if not np.isfinite(loss):
-        last = self._checkpoint_manager().latest_checkpoint
-        raise FloatingPointError(
-            f"Loss became {loss} at step {step}; stopping. " + (
-                f"The last good checkpoint is {last}." if last else
-                "No checkpoint was saved before it (a rerun starts over): "
-                "lower --base_learning_rate or check the data."))
-      if stop:
-        path = self._save()
-        self.preempted = True
-        raise preemption.TrainingPreempted(step, path)
-      if step % config.log_steps == 0 or step == max_steps:
-        progress.log(step, loss, data_loss,
-                     float(self._params.optimizer.learning_rate))
-      if (config.image_summary_steps and step % config.image_summary_steps == 0
-          and not self.train_options.save_input_state):
-        # Draws a batch of its own, which a deterministic run must not.
-        self._write_image_summaries(iterator, step)
-      if step % config.save_interval_steps == 0 or save_due:
-        self._save()
-        last_save_time = time.time()
+    with profiling.StepProfiler(config.profile_logdir,
+                                config.profile_steps) as profiler:
+      while step < max_steps:
+        step, last_save_time = self._loop_step(
+            iterator, max_steps, progress, profiler, sigterm, last_save_time)
     return step
+
+  def _loop_step(self, iterator, max_steps: int, progress, profiler, sigterm,
+                 last_save_time: float):
+    """One step of `_train_loop` with its logging, summaries and saves.
+
+    Returns:
+      (global step, time of the last save).
+    """
+    config = self.run_config
+    profiler.before_step()
+    loss, data_loss, batch, stop, save_due = self._run_step(
+        iterator, getattr(sigterm, "requested", False),
+        time.time() - last_save_time > config.save_interval_secs)
+    profiler.after_step()
+    step = self.global_step
+    progress.add_images(batch)
+    if not np.isfinite(loss):
+      last = self._checkpoint_manager().latest_checkpoint
+      raise FloatingPointError(
+          f"Loss became {loss} at step {step}; stopping. " + (
+              f"The last good checkpoint is {last}." if last else
+              "No checkpoint was saved before it (a rerun starts over): "
+              "lower --base_learning_rate or check the data."))
+    if stop:
+      path = self._save()
+      self.preempted = True
+      raise preemption.TrainingPreempted(step, path)
+    if step % config.log_steps == 0 or step == max_steps:
+      progress.log(step, loss, data_loss,
+                   float(self._params.optimizer.learning_rate))
+    if (config.image_summary_steps and step % config.image_summary_steps == 0
+        and not self.train_options.save_input_state):
+      # Draws a batch of its own, which a deterministic run must not.
+      self._write_image_summaries(iterator, step)
+    if step % config.save_interval_steps == 0 or save_due:
+      self._save()
+      last_save_time = time.time()
+    return step, last_save_time
 
   def _run_step(self, iterator, stop_requested: bool, save_requested: bool):
     """One optimizer step on every replica.

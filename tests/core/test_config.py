@@ -128,3 +128,10 @@ def test_official_weight_decay_defaults():
   assert config_lib.default_weight_decay("xception_65") == 4e-5
   assert config_lib.default_weight_decay("mobilenet_v2") == 4e-5
   assert config_lib.default_weight_decay("resnet_v1_50_beta") == 1e-4
+
+
+def test_profile_steps_must_be_an_ordered_window():
+  with pytest.raises(ValueError, match="--profile_steps"):
+    config_lib.CheckpointConfig(profile_steps=(3, 2))
+  assert config_lib.CheckpointConfig(profile_steps=[2, 4]).profile_steps == (
+      2, 4)

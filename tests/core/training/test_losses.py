@@ -104,3 +104,27 @@ def test_hard_example_mining_ramps_from_all_pixels_to_top_k():
   # From step 100 on: 0.25 -> 1 pixel.
   assert loss_at(100) == pytest.approx(per_pixel[0], rel=1e-6)
   assert loss_at(1000) == pytest.approx(per_pixel[0], rel=1e-6)
+
+
+def test_labels_at_logits_size_is_corner_aligned_nearest():
+  """Official `upsample_logits=False`: resize_nearest_neighbor with
+  align_corners=True, i.e. source index round(i * (in - 1) / (out - 1))."""
+  labels = np.arange(9 * 13, dtype=np.int32).reshape(1, 9, 13)
+  logits = np.zeros((1, 3, 4, 2), np.float32)
+  got = losses.labels_at_logits_size(labels, logits).numpy()
+  rows = np.floor(np.arange(3) * 8 / 2 + 0.5).astype(int)
+  cols = np.floor(np.arange(4) * 12 / 3 + 0.5).astype(int)
+  np.testing.assert_array_equal(got[0], labels[0][np.ix_(rows, cols)])
+
+
+def test_loss_without_upsampling_uses_downsampled_labels():
+  from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 5, 5, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, (2, 17, 17)).astype(np.int32)
+  labels[0, :4] = 255
+  config = config_lib.LossConfig(upsample_logits=False)
+  got = losses.loss_from_config(logits, labels, 3, 255, config)
+  small = labels[:, ::4, ::4]  # 17 -> 5 with corners aligned: every 4th.
+  expected = losses.softmax_cross_entropy_loss(logits, small, 3, 255)
+  assert float(got) == pytest.approx(float(expected), rel=1e-6)

@@ -1,11 +1,14 @@
 """model_fn in each mode, on the real DeepLab model at a tiny size."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.training import losses
 from deeplab.core.training import model_fn as model_fn_lib
 from deeplab.core.training.model_fn import ModeKeys
 from testing_utils import make_predictions_nontrivial
@@ -67,3 +70,22 @@ def test_train_without_optimizer_is_a_clear_error(tiny_model_config):
   features, labels = _batch()
   with pytest.raises(ValueError, match="optimizer"):
     model_fn_lib.model_fn(features, labels, ModeKeys.TRAIN, params)
+
+
+def test_train_without_upsampling_runs_the_logits_at_their_stride(
+    tiny_model_config):
+  """Official `upsample_logits=False`: the loss is taken on the stride-4
+  logits against downsampled labels; the weights are the model's own."""
+  from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(tiny_model_config, aspp_dropout_rate=0.0)
+  params = _params(config, keras.optimizers.SGD(0.0))
+  params.loss_config = config_lib.LossConfig(upsample_logits=False)
+  params.train_model = deeplab_model.logits_before_upsampling(params.model)
+  assert params.train_model.count_params() == params.model.count_params()
+  features, labels = _batch()
+  spec = model_fn_lib.model_fn(features, labels, ModeKeys.TRAIN, params)
+  logits = params.train_model(features["image"], training=True)
+  assert logits.shape == (2, 9, 9, 3)  # 33 px at stride 4, corners aligned.
+  expected = losses.softmax_cross_entropy_loss(
+      logits, labels.numpy()[:, ::4, ::4], 3, 255)
+  assert float(spec.data_loss) == pytest.approx(float(expected), rel=1e-4)
