@@ -7,8 +7,9 @@ Here the same draws, from the same per-example seed (scale on the same
 grid, crop offset, flip: `preprocess.preprocess_image_and_label`'s order
 and ops), pick the crop window first; only the source pixels under it are
 decoded (`tf.image.decode_and_crop_jpeg` for JPEG) and resampled at the
-sampling positions of `tf.image.resize` (half-pixel centres: bilinear for
-the image, nearest for the label). The result is the full pipeline's,
+sampling positions of official `preprocess_utils.randomly_scale_image_and_label`
+(TF1 resize ops with corners aligned: bilinear for the image, nearest for
+the label). The result is the full pipeline's,
 padding included (mean pixel / ignore label at the bottom and right):
 labels exactly, images to float rounding, and exactly at scale 1.
 
@@ -74,21 +75,23 @@ def draw_window(height, width, crop_height: int, crop_width: int,
 def sampling(offset, crop: int, out_size, in_size):
   """Source positions of the crop's output pixels along one axis.
 
-  `tf.image.resize` (half-pixel centres) from `in_size` to `out_size`; only
-  the `min(out_size - offset, crop)` positions inside the image.
+  A resize with corners aligned from `in_size` to `out_size` (TF's
+  `ResizeBilinear` / `ResizeNearestNeighbor` with `align_corners=True`, in
+  their float32 arithmetic); only the `min(out_size - offset, crop)`
+  positions inside the image.
 
   Returns:
     (lower, upper, lerp) of bilinear sampling and `nearest`, each [n].
   """
   count = tf.minimum(out_size - offset, crop)
-  scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
-  centre = tf.cast(offset + tf.range(count), tf.float32) + 0.5
-  source = centre * scale - 0.5
+  scale = tf.math.divide_no_nan(tf.cast(in_size - 1, tf.float32),
+                                tf.cast(out_size - 1, tf.float32))
+  source = tf.cast(offset + tf.range(count), tf.float32) * scale
   floor = tf.floor(source)
   lower = tf.maximum(tf.cast(floor, tf.int32), 0)
   upper = tf.minimum(tf.cast(tf.math.ceil(source), tf.int32), in_size - 1)
-  nearest = tf.clip_by_value(tf.cast(tf.floor(centre * scale), tf.int32), 0,
-                             in_size - 1)
+  # roundf (halves away from zero) on non-negative positions.
+  nearest = tf.minimum(tf.cast(tf.floor(source + 0.5), tf.int32), in_size - 1)
   return lower, upper, source - floor, nearest
 
 

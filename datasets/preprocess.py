@@ -73,21 +73,14 @@ def get_random_scale(min_scale_factor: float, max_scale_factor: float,
   return tf.minimum(scale, max_scale_factor)
 
 
-def _resize(image: tf.Tensor, label: Optional[tf.Tensor], size: tf.Tensor,
-            align_corners: bool = False
+def _resize(image: tf.Tensor, label: Optional[tf.Tensor], size: tf.Tensor
             ) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
   """Resizes image (bilinear) and label (nearest neighbour) to `size`.
 
-  `align_corners` reproduces official `preprocess_utils` (TF1 resize ops
-  with align_corners=True); without it, half-pixel centres
-  (`tf.image.resize`), which the random training scale keeps so that
-  `crop_window` can resample only the crop with the same arithmetic.
+  With corners aligned, as official `preprocess_utils` (TF1 resize ops with
+  align_corners=True) for both the random training scale and the resize to
+  a range.
   """
-  if not align_corners:
-    image = tf.image.resize(image, size, method="bilinear")
-    if label is not None:
-      label = tf.image.resize(label, size, method="nearest")
-    return image, label
   image = tf.raw_ops.ResizeBilinear(images=image[tf.newaxis], size=size,
                                     align_corners=True,
                                     half_pixel_centers=False)[0]
@@ -131,7 +124,7 @@ def resize_to_range(image: tf.Tensor, label: Optional[tf.Tensor],
     scale = tf.minimum(1.0, float(max_size) / long_side)
     size = tf.cast(tf.floor(shape * scale), tf.int32)
   size = tf.maximum(size, 1)
-  return _resize(image, label, size, align_corners=True)
+  return _resize(image, label, size)
 
 
 def preprocess_image_and_label(image: tf.Tensor,
@@ -233,6 +226,7 @@ def _scale_and_augment(image, label, seed, min_scale_factor: float,
   if not (min_scale_factor == max_scale_factor == 1.0):
     size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale,
                    tf.int32)
+    # Official randomly_scale_image_and_label: corners aligned.
     image, label = _resize(image, label, tf.maximum(size, 1))
   grid_seed = None
   if augment_params is not None:

@@ -129,3 +129,21 @@ def test_resize_aligns_corners():
   out, _ = preprocess.resize_to_range(ramp, None, 5, None)  # 3x5 -> 5x8
   np.testing.assert_allclose(out.numpy()[0, :, 0], np.linspace(0, 4, 8),
                              atol=1e-6)
+
+
+def test_random_scale_resizes_like_official_preprocess_utils():
+  """Official randomly_scale_image_and_label: TF1 resize_bilinear and
+  resize_nearest_neighbor with align_corners=True."""
+  rng = np.random.default_rng(5)
+  image = rng.integers(0, 256, (10, 14, 3)).astype(np.uint8)
+  label = rng.integers(0, 5, (10, 14, 1)).astype(np.uint8)
+  out_image, out_label = preprocess.preprocess_image_and_label(
+      image, label, 15, 21, min_scale_factor=1.5, max_scale_factor=1.5,
+      scale_factor_step_size=0, is_training=True, flip=False,
+      seed=tf.constant([1, 2]), mean_pixel=UNIT)
+  expected_image = tf.compat.v1.image.resize_bilinear(
+      image[None].astype(np.float32), [15, 21], align_corners=True)[0]
+  expected_label = tf.compat.v1.image.resize_nearest_neighbor(
+      label[None], [15, 21], align_corners=True)[0]
+  np.testing.assert_allclose(out_image, expected_image, atol=1e-4)
+  np.testing.assert_array_equal(out_label, expected_label)
