@@ -89,6 +89,11 @@ CONFIGS = [
     _config("xception_41_os16", "xception_41", **_XCEPTION_HEAD),
     _config("xception_65_os16", "xception_65", eval_scales=(0.75, 1.0, 1.25),
             **_XCEPTION_HEAD),
+    # Multi-scale with an image-pooling crop: the pooling window scales with
+    # the image (official multi_scale_logits).
+    _config("xception_65_os16_pool_crop", "xception_65", crop=(129, 129),
+            eval_scales=(0.75, 1.0, 1.25), image_pooling_crop_size=(97, 97),
+            **_XCEPTION_HEAD),
     _config("xception_65_os8", "xception_65", output_stride=8,
             atrous_rates=(12, 24, 36), decoder_output_stride=4),
     _config("xception_71_os16", "xception_71", **_XCEPTION_HEAD),

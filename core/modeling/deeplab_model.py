@@ -147,7 +147,7 @@ def build_deeplab_model(config: config_lib.ModelConfig,
     model = keras.Model(images, [outputs, aux_outputs], name=name)
   else:
     model = keras.Model(images, outputs, name=name)
-  model.logits_output_stride = logits_output_stride(config, variant)
+  _set_inference_attributes(model, config, variant)
   return model
 
 
@@ -236,9 +236,24 @@ def main_output_model(model: keras.Model) -> keras.Model:
   if len(model.outputs) == 1:
     return model
   main = keras.Model(model.input, model.outputs[0], name=model.name)
-  if hasattr(model, "logits_output_stride"):
-    main.logits_output_stride = model.logits_output_stride
+  for name in INFERENCE_ATTRIBUTES:
+    if hasattr(model, name):
+      setattr(main, name, getattr(model, name))
   return main
+
+
+# What multi-scale inference needs to know of a model beyond its layers
+# (`multiscale.predict`): the logits' stride, and the image-pooling window's
+# crop and output stride, which official `multi_scale_logits` rescales.
+INFERENCE_ATTRIBUTES = ("logits_output_stride", "image_pooling_crop_size",
+                        "output_stride")
+
+
+def _set_inference_attributes(model, config, variant):
+  model.logits_output_stride = logits_output_stride(config, variant)
+  model.image_pooling_crop_size = (tuple(config.image_pooling_crop_size)
+                                   if config.image_pooling_crop_size else None)
+  model.output_stride = config.output_stride
 
 
 def _aux_endpoint(variant, endpoints):

@@ -21,6 +21,7 @@ Example:
       model, images, scales=(0.75, 1.0, 1.25), add_flipped_images=True)
 """
 
+import contextlib
 import weakref
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -75,13 +76,40 @@ def logits_model(model) -> Optional[Tuple[Callable, int]]:
   if not isinstance(model, keras.Model) or stride is None:
     return None
   try:
-    upsample = model.get_layer(deeplab_model.UPSAMPLE_LAYER)
+    logits = deeplab_model.logits_before_upsampling(model)
   except ValueError:
     return None
-  logits = keras.Model(model.inputs, upsample.input[0],
-                       name=f"{model.name}_logits")
   _LOGITS_MODELS[model] = (logits, int(stride))
   return _LOGITS_MODELS[model]
+
+
+@contextlib.contextmanager
+def image_pooling_window_at(model, scale: float):
+  """Within it, `model`'s image pooling uses its window at `scale`.
+
+  Official `multi_scale_logits` scales `crop_size` and
+  `image_pooling_crop_size` with the image, so the ASPP (or LR-ASPP) pooling
+  window is `scale_dimension(scale_dimension(crop, scale), 1 / OS)`. Our
+  layers read their `pool_size` when called, so a traced call at each scale
+  sees that scale's window. A model without a pooling crop is unchanged.
+  """
+  crop = getattr(model, "image_pooling_crop_size", None)
+  layers = [layer for layer in getattr(model, "layers", ())
+            if getattr(layer, "pool_size", None) is not None]
+  if not crop or scale == 1.0 or not layers:
+    yield
+    return
+  stride = model.output_stride
+  window = tuple(int((int((c - 1) * scale + 1) - 1) / stride + 1)
+                 for c in crop)
+  saved = [layer.pool_size for layer in layers]
+  try:
+    for layer in layers:
+      layer.pool_size = window
+    yield
+  finally:
+    for layer, size in zip(layers, saved):
+      layer.pool_size = size
 
 
 def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -128,7 +156,9 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
         logits = deeplab_model.main_logits(model(inputs, training=False))
       else:
         raw_model, stride = logits_and_stride
-        logits = deeplab_model.main_logits(raw_model(inputs, training=False))
+        with image_pooling_window_at(model, scale):
+          logits = deeplab_model.main_logits(
+              raw_model(inputs, training=False))
         # Official multi_scale_logits: to the (largest) scale's logit size.
         logits = _resize(logits, scale_dimension(size, max(1.0, scale) /
                                                  stride))

@@ -114,3 +114,31 @@ def test_our_models_resize_twice_as_official_multi_scale_logits(
   expected = tf.nn.softmax(resize(logits, [33, 33]))
   probabilities, _ = multiscale.predict(model, images, (0.5,))
   np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+
+
+def test_image_pooling_window_scales_with_the_image(tiny_model_config):
+  """Official multi_scale_logits scales image_pooling_crop_size with the
+  image: at scale 0.5 a model trained with a 33x33 pooling crop (window
+  3x3 at OS 16) pools its 17x17 input's 2x2 features with a 2x2 window,
+  as the same weights built for a 17x17 crop do."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(tiny_model_config,
+                               image_pooling_crop_size=(33, 33))
+  model = deeplab_model.build_deeplab_model(config)
+  small = deeplab_model.build_deeplab_model(
+      dataclasses.replace(config, image_pooling_crop_size=(17, 17)))
+  images = np.random.default_rng(0).uniform(0, 255, (1, 33, 33, 3))
+  make_predictions_nontrivial(model, images)
+  small.set_weights(model.get_weights())
+  scaled = tf.raw_ops.ResizeBilinear(images=tf.constant(images, tf.float32),
+                                     size=[17, 17], align_corners=True)
+  raw, _ = multiscale.logits_model(model)
+  with multiscale.image_pooling_window_at(model, 0.5):
+    assert model.get_layer("aspp").pool_size == (2, 2)
+    at_half = raw(scaled, training=False)
+  assert model.get_layer("aspp").pool_size == (3, 3)  # Restored.
+  expected = multiscale.logits_model(small)[0](scaled, training=False)
+  np.testing.assert_allclose(at_half, expected, rtol=1e-5, atol=1e-5)
+  # And predict() applies it: the 3x3 window does not fit 2x2 features.
+  probabilities, _ = multiscale.predict(model, images, scales=(0.5, 1.0))
+  assert probabilities.shape == (1, 33, 33, 3)
