@@ -4,9 +4,11 @@ Trains `--model_variant` on demo TFRecords (built once, `--image_size`^2
 images) at `--crop_size` and `--batch_size` through `python -m deeplab.train`
 with the official `--profile_logdir`, profiles steps `--profile_steps` (the
 first step traces the graph), then reads the TensorFlow profile (XSpace)
-and sums the host-thread time of each op type. tf.data's work (reading,
-decoding, augmenting on its own threads) is summed apart as the input
-pipeline; on a 2-core machine it competes with the step for the cores.
+and sums the host-thread time of each op type (summed over the intra-op
+threads, so a step's total exceeds its wall time). tf.data's work
+(reading, decoding, augmenting on its own threads) is summed apart as the
+input pipeline; on a 2-core machine it competes with the step for the
+cores.
 
 Usage (each extra flag goes to train.py, e.g. to compare variants):
   .venv/bin/python bench/profile_train_step.py --model_variant=mobilenet_v2 \
@@ -33,12 +35,6 @@ flags.DEFINE_list("profile_steps", ["5", "9"], "Profiled steps of the run.")
 flags.DEFINE_string("work_dir", "/tmp/deeplab_bench_profile", "Work folder.")
 flags.DEFINE_string("tag", "", "Name of this run (default: the variant).")
 flags.DEFINE_integer("top", 20, "Op types listed.")
-
-# tf.data iterator and dataset ops run on the input pipeline's threads.
-_INPUT_PREFIXES = ("Iterator", "Parallel", "MapAndBatch", "Shuffle", "Zip",
-                   "FlatMap", "Prefetch", "Interleave", "Batch", "TFRecord",
-                   "Map", "Options", "Repeat", "Take", "Range")
-
 
 def _demo_tfrecords() -> str:
   """Builds (once) demo TFRecords of `--image_size` images."""
@@ -75,38 +71,41 @@ def _train_with_profile(tag: str, extra_flags) -> str:
   return glob.glob(f"{run_dir}/profile/plugins/profile/*/*.xplane.pb")[0]
 
 
-def op_type_times(xspace_path: str) -> collections.Counter:
+def op_type_times(xspace_path: str):
   """Host-thread picoseconds per op type (the part after the last ':' of
-  TensorFlow's `name:Type` events), over the profiled steps."""
+  TensorFlow's `name:Type` events) over the profiled steps: (the step's,
+  on `tf_Compute` threads; tf.data's, on `tf_data*` threads)."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
   space = xplane_pb2.XSpace()
   with open(xspace_path, "rb") as f:
     space.ParseFromString(f.read())
-  totals = collections.Counter()
+  step, data = collections.Counter(), collections.Counter()
   for plane in space.planes:
     if plane.name != "/host:CPU":
       continue
     for line in plane.lines:
-      if not line.name.startswith("tf_"):
-        continue  # The Python thread's events enclose the ops below.
+      # The Python thread's events enclose the ops below.
+      totals = (step if line.name.startswith("tf_Compute") else
+                data if line.name.startswith("tf_data") else None)
+      if totals is None:
+        continue
       for event in line.events:
         meta = plane.event_metadata[event.metadata_id]
         name = meta.display_name or meta.name
-        if name.startswith("Executor") or name == "RunWithBorrowedArgs":
+        if name.startswith("Executor") or name in ("RunWithBorrowedArgs",
+                                                    "ParallelFor"):
           continue  # Scheduling wrappers around the ops.
         totals[name.rsplit(":", 1)[-1]] += event.duration_ps
-  return totals
+  return step, data
 
 
-def table(totals: collections.Counter, steps: int, top: int) -> str:
+def table(compute: collections.Counter, data: collections.Counter,
+          steps: int, top: int) -> str:
   """Markdown: ms per step and share of each op type, input apart."""
-  def is_input(name):
-    return name.startswith(_INPUT_PREFIXES) or "Dataset" in name
-  compute = {k: v for k, v in totals.items() if not is_input(k)}
-  input_ps = sum(v for k, v in totals.items() if is_input(k))
+  input_ps = sum(data.values())
   all_compute = sum(compute.values())
   rows = ["| op type | ms/step | share of step ops |", "|---|---|---|"]
-  for name, ps in collections.Counter(compute).most_common(top):
+  for name, ps in compute.most_common(top):
     rows.append(f"| {name} | {ps / 1e9 / steps:.1f} | "
                 f"{100 * ps / all_compute:.1f}% |")
   rows.append(f"| *all step ops* | {all_compute / 1e9 / steps:.1f} | 100% |")
@@ -119,19 +118,20 @@ def main(argv):
   extra_flags = argv[1:]
   tag = FLAGS.tag or FLAGS.model_variant
   os.makedirs(FLAGS.work_dir, exist_ok=True)
-  totals = op_type_times(_train_with_profile(tag, extra_flags))
+  step, data = op_type_times(_train_with_profile(tag, extra_flags))
   first, last = (int(s) for s in FLAGS.profile_steps)
   steps = last - first + 1
   print(f"\n{tag}: {FLAGS.model_variant} {FLAGS.crop_size}x{FLAGS.crop_size}"
         f" batch {FLAGS.batch_size}, steps {first}-{last}, train.py flags "
         f"{extra_flags}\n")
-  print(table(totals, steps, FLAGS.top))
+  print(table(step, data, steps, FLAGS.top))
   with open(os.path.join(FLAGS.work_dir, f"profile_{tag}.json"), "w",
             encoding="utf-8") as f:
     json.dump({"tag": tag, "variant": FLAGS.model_variant,
                "crop_size": FLAGS.crop_size, "batch_size": FLAGS.batch_size,
                "steps": steps, "extra_flags": extra_flags,
-               "ps_by_op_type": dict(totals)}, f, indent=1)
+               "step_ps_by_op_type": dict(step),
+               "input_ps_by_op_type": dict(data)}, f, indent=1)
 
 
 if __name__ == "__main__":
