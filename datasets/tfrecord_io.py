@@ -254,6 +254,46 @@ def find_truncated(path: str) -> Optional[Tuple[int, int]]:
   return None
 
 
+def _record_index_at(path: str, offset: int) -> Optional[int]:
+  """Index of the record whose header or data starts at byte `offset` (TF's
+  "corrupted record at" names the data for a bad data checksum), else None."""
+  size = os.path.getsize(path)
+  position, index = 0, 0
+  with open(path, "rb") as f:
+    while position < size and position <= offset:
+      if offset in (position, position + 12):
+        return index
+      f.seek(position)
+      header = f.read(12)
+      if len(header) < 12:
+        return None
+      (length,) = struct.unpack("<Q", header[:8])
+      position, index = position + 12 + length + 4, index + 1
+  return None
+
+
+def _fails_checksum(path: str, index: int) -> bool:
+  """Whether reading `path` up to record `index` raises a checksum error."""
+  try:
+    for _ in tf.data.TFRecordDataset(path).take(index + 1):
+      pass
+  except tf.errors.DataLossError:
+    return True
+  return False
+
+
+def find_corrupted(paths: Sequence[str], offset: int) -> List[str]:
+  """The shards among `paths` whose record at `offset` fails its checksum."""
+  found = []
+  for path in paths:
+    if not os.path.exists(path):
+      continue
+    index = _record_index_at(path, offset)
+    if index is not None and _fails_checksum(path, index):
+      found.append(path)
+  return found
+
+
 def explain_read_error(error: BaseException) -> Optional[str]:
   """One line naming the broken shard of a TFRecord read error, or None."""
   text = str(error)
@@ -264,11 +304,16 @@ def explain_read_error(error: BaseException) -> Optional[str]:
     broken = os.path.exists(path) and find_truncated(path)
     if broken:
       return _truncated_message(path, broken)
-  detail = re.search(r"(truncated|corrupted) record at \d+", text)
+  detail = re.search(r"(truncated|corrupted) record at (\d+)", text)
   what = detail.group(0) if detail else "data loss"
+  suffix = (" Rebuild it, or pass --skip_corrupt_records to skip what "
+            "cannot be read.")
+  if detail:
+    corrupted = find_corrupted(sorted(_OPENED_SHARDS), int(detail.group(2)))
+    if len(corrupted) == 1:
+      return f"TFRecord shard {corrupted[0]} is corrupted ({what})." + suffix
   return (f"A TFRecord shard is corrupted ({what}) in one of: "
-          f"{', '.join(sorted(_OPENED_SHARDS))}. Rebuild it, or pass "
-          "--skip_corrupt_records to skip what cannot be read.")
+          f"{', '.join(sorted(_OPENED_SHARDS))}." + suffix)
 
 
 def check_shards(files: Sequence[str], skip_corrupt: bool = False) -> None:

@@ -55,3 +55,33 @@ def test_list_shards_errors_name_the_problem(tmp_path):
   (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
   with pytest.raises(ValueError, match="mixes"):
     tfrecord_io.list_shards(str(tmp_path), "train")
+
+
+def _shards_with_a_bad_checksum(tmp_path):
+  """Two intact-length shards of 4 records; record 2 of the second has a
+  flipped data byte (a bad CRC, which a header walk cannot see)."""
+  paths = []
+  for shard in range(2):
+    path = str(tmp_path / f"train-{shard:05d}-of-00002.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+      for i in range(4):
+        writer.write(bytes([i]) * 100)
+    paths.append(path)
+  data = bytearray(open(paths[1], "rb").read())
+  data[2 * (12 + 100 + 4) + 12 + 50] ^= 0xFF
+  with open(paths[1], "wb") as f:
+    f.write(bytes(data))
+  return paths
+
+
+def test_a_bad_checksum_names_its_shard(tmp_path):
+  paths = _shards_with_a_bad_checksum(tmp_path)
+  assert all(tfrecord_io.find_truncated(p) is None for p in paths)
+  tfrecord_io.note_opened(paths)
+  with pytest.raises(tf.errors.DataLossError) as error:
+    for _ in tf.data.TFRecordDataset(paths):
+      pass
+  message = tfrecord_io.explain_read_error(error.value)
+  assert message.startswith(f"TFRecord shard {paths[1]} is corrupted "
+                            "(corrupted record at 244)"), message
+  assert paths[0] not in message
