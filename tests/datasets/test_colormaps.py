@@ -31,9 +31,25 @@ def test_cityscapes_colors_match_cityscapesscripts():
       np.testing.assert_array_equal(cmap[label.trainId], label.color)
 
 
-def test_ade20k_has_151_distinct_colors():
+def test_ade20k_is_the_official_palette():
+  """Equal to official get_dataset_colormap.create_ade20k_label_colormap,
+  read from ../shared/official_deeplab (parsed, not imported: TF1 code)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parents[3] / "shared"
+  found = sorted(root.glob("official_deeplab/**/get_dataset_colormap.py"))
+  if not found:
+    pytest.skip("../shared/official_deeplab not found")
+  function = next(node for node in ast.parse(found[0].read_text()).body
+                  if getattr(node, "name", "") ==
+                  "create_ade20k_label_colormap")
+  returned = next(node for node in ast.walk(function)
+                  if isinstance(node, ast.Return))
+  official = np.array(ast.literal_eval(returned.value.args[0]))
   cmap = colormaps.create_ade20k_label_colormap()
-  assert len({tuple(c) for c in cmap[:151]}) == 151
+  assert official.shape == (151, 3)
+  np.testing.assert_array_equal(cmap[:151], official)
+  assert not cmap[151:].any()
 
 
 def test_colormaps_are_fresh_copies():
