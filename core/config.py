@@ -254,23 +254,25 @@ class AugmentParams:
   gridmask_max_period: int = 128
 
   def __post_init__(self):
-    checks = [
-        ("max_rotation_degrees", 0 <= self.max_rotation_degrees <= 180),
-        ("brightness_max_delta", 0 <= self.brightness_max_delta <= 1),
-        ("contrast_max_delta", 0 <= self.contrast_max_delta < 1),
-        ("saturation_max_delta", 0 <= self.saturation_max_delta < 1),
-        ("hue_max_delta", 0 <= self.hue_max_delta <= 0.5),
-        ("blur_probability", 0 <= self.blur_probability <= 1),
-        ("blur_max_sigma", self.blur_max_sigma > 0),
-        ("noise_stddev", self.noise_stddev >= 0),
-        ("gridmask_probability", 0 <= self.gridmask_probability <= 1),
-        ("gridmask_ratio", 0 < self.gridmask_ratio < 1),
+    _check(self, _flag, [
+        ("max_rotation_degrees", 0 <= self.max_rotation_degrees <= 180,
+         "in [0, 180]"),
+        ("brightness_max_delta", 0 <= self.brightness_max_delta <= 1,
+         "in [0, 1]"),
+        ("contrast_max_delta", 0 <= self.contrast_max_delta < 1, "in [0, 1)"),
+        ("saturation_max_delta", 0 <= self.saturation_max_delta < 1,
+         "in [0, 1)"),
+        ("hue_max_delta", 0 <= self.hue_max_delta <= 0.5, "in [0, 0.5]"),
+        ("blur_probability", 0 <= self.blur_probability <= 1, "in [0, 1]"),
+        ("blur_max_sigma", self.blur_max_sigma > 0, "positive"),
+        ("noise_stddev", self.noise_stddev >= 0, ">= 0"),
+        ("gridmask_probability", 0 <= self.gridmask_probability <= 1,
+         "in [0, 1]"),
+        ("gridmask_ratio", 0 < self.gridmask_ratio < 1, "in (0, 1)"),
         ("gridmask_min_period",
-         1 <= self.gridmask_min_period <= self.gridmask_max_period),
-    ]
-    for name, ok in checks:
-      if not ok:
-        raise ValueError(f"--{name}={getattr(self, name)} is out of range.")
+         1 <= self.gridmask_min_period <= self.gridmask_max_period,
+         "in [1, --gridmask_max_period]"),
+    ])
 
   @property
   def any_photometric(self) -> bool:

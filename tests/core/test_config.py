@@ -44,7 +44,7 @@ def test_augment_params_default_to_nothing_and_validate_ranges():
                       ("contrast_max_delta", 1.),
                       ("blur_probability", 1.5),
                       ("gridmask_ratio", 0.)]:
-    with pytest.raises(ValueError, match=f"--{name}="):
+    with pytest.raises(ValueError, match=f"--{name} must be .*, got"):
       config_lib.AugmentParams(**{name: value})
   with pytest.raises(ValueError, match="--gridmask_min_period"):
     config_lib.AugmentParams(gridmask_min_period=64, gridmask_max_period=32)
