@@ -32,6 +32,7 @@ from deeplab.core import checkpoints  # pylint: disable=g-import-not-at-top,wron
 from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from deeplab.core.modeling import model_variants  # pylint: disable=g-import-not-at-top,wrong-import-position
 from deeplab.core.modeling.heads import aspp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from deeplab.core.modeling.heads import dense_prediction_cell  # pylint: disable=g-import-not-at-top,wrong-import-position
 from deeplab.datasets import data_descriptors  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -112,6 +113,22 @@ flags.DEFINE_string("backbone_initializer", "",
                     "Keras initializer of the backbone's conv kernels when "
                     "training from scratch (e.g. variance_scaling); empty "
                     "keeps the official one. Loaded weights replace it.")
+flags.DEFINE_string("dense_prediction_cell_json", "",
+                    "Dense prediction cell (Chen et al. 2018) in place of "
+                    "ASPP: an official-format JSON file, or a shipped preset "
+                    "name (dense_prediction_cell_branch5_top1_cityscapes).")
+flags.DEFINE_integer("nas_stem_output_num_conv_filters", 20,
+                     "Filters of the first cells of the NAS backbones "
+                     "(nas_pnasnet, nas_hnasnet).")
+flags.DEFINE_boolean("nas_use_classification_head", False,
+                     "Add the NAS ImageNet classification head (convs down "
+                     "to stride 32, then 1x1 to 2048 channels).")
+flags.DEFINE_boolean("nas_remove_os32_stride", False,
+                     "NAS cells at the stride-32 level keep stride 16.")
+flags.DEFINE_float("drop_path_keep_prob", 1.0,
+                   "Probability to keep each path in the NAS cells when "
+                   "training; ramps in over --training_number_of_steps "
+                   "(1: off).")
 flags.DEFINE_integer("num_classes", None,
                      "Number of classes; defaults to the dataset's.")
 flags.DEFINE_boolean("override_model_config", False,
@@ -241,6 +258,18 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
       quant_friendly=FLAGS.quant_friendly,
       boundary_refinement=FLAGS.boundary_refinement,
       backbone_initializer=_backbone_initializer_from_flag(),
+      dense_prediction_cell_config=(
+          tuple(dense_prediction_cell.load_config(
+              FLAGS.dense_prediction_cell_json))
+          if FLAGS.dense_prediction_cell_json else None),
+      nas_stem_output_num_conv_filters=FLAGS.nas_stem_output_num_conv_filters,
+      nas_use_classification_head=FLAGS.nas_use_classification_head,
+      nas_remove_os32_stride=FLAGS.nas_remove_os32_stride,
+      drop_path_keep_prob=FLAGS.drop_path_keep_prob,
+      # Official train.py: the drop-path schedule spans the whole training.
+      drop_path_total_steps=(FLAGS.training_number_of_steps
+                             if "training_number_of_steps" in FLAGS
+                             else config_lib.ModelConfig.drop_path_total_steps),
   )
 
 

@@ -34,6 +34,8 @@ setuptools.setup(
     python_requires=">=3.10",
     package_dir={"deeplab": "."},
     packages=_PACKAGES,
+    # The dense prediction cell presets (--dense_prediction_cell_json).
+    package_data={"deeplab.core.modeling.heads": ["dpc_configs/*.json"]},
     install_requires=[
         "tensorflow~=2.21.0",
         "tensorboard~=2.21.0",

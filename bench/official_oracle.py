@@ -28,6 +28,7 @@ import json
 import os
 import sys
 import tarfile
+import types
 
 import tfshim  # pylint: disable=unused-import  (must precede tensorflow)
 import numpy as np
@@ -39,8 +40,27 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from tensorflow.python.autograph.core import ag_ctx  # pylint: disable=g-import-not-at-top
 from deeplab import common  # pylint: disable=g-import-not-at-top
 from deeplab import model  # pylint: disable=g-import-not-at-top
+from deeplab.core import nas_network  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
+
+
+class _HParams:
+  """Stand-in for `contrib_training.HParams` (TF1 contrib, gone in TF 2):
+  what official nas_network.py uses of it, attributes and `set_hparam`."""
+
+  def __init__(self, **values):
+    self.__dict__.update(values)
+
+  def set_hparam(self, name, value):
+    setattr(self, name, value)
+
+  def __repr__(self):
+    return f"HParams({self.__dict__})"
+
+
+# The patched tree sets `contrib_training = None` (patch_for_tf215.sh P4).
+nas_network.contrib_training = types.SimpleNamespace(HParams=_HParams)
 
 
 def _parse_flags(values):
@@ -110,6 +130,11 @@ def _assign(sess, values):
 
 def run_model(request):
   _parse_flags(request["flags"])
+  # Official nas_network reads `net.shape[1].value` (TF1 shapes).
+  if request["flags"].get("model_variant", "").startswith("nas"):
+    tf.disable_v2_tensorshape()
+  else:
+    tf.enable_v2_tensorshape()
   images = np.load(request["images"]).astype(np.float32)
   height, width = request["crop"]
   options = common.ModelOptions(

@@ -37,6 +37,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORACLE = os.path.join(REPO_ROOT, "bench", "official_oracle.py")
 ENSURE_VENV = os.path.join(REPO_ROOT, "scripts", "ensure_official_venv.sh")
 OFFICIAL_DIR = os.path.join(REPO_ROOT, "..", "shared", "official_deeplab")
+# The official DPC preset, given to both codes as a file path.
+DPC_JSON = os.path.abspath(os.path.join(
+    OFFICIAL_DIR, "research", "deeplab", "core",
+    "dense_prediction_cell_branch5_top1_cityscapes.json"))
 RELATIVE_TOLERANCE = 1e-3
 MIN_AGREEMENT = 0.999
 
@@ -106,6 +110,22 @@ CONFIGS = [
             crop=(257, 321), **_MOBILENET_V3_HEAD),
     _config("mobilenet_v3_small_seg_zoo", "mobilenet_v3_small_seg",
             crop=(257, 321), **_MOBILENET_V3_HEAD),
+    # NAS backbones (issue 13): PNASNet-5 with the decoder on its `Stem`
+    # endpoint; Auto-DeepLab at its native stride 8, and with the
+    # classification head (strided, then atrous) and no stride-32 level.
+    _config("nas_pnasnet_os16", "nas_pnasnet", output_stride=16,
+            atrous_rates=(6, 12, 18), decoder_output_stride=4),
+    _config("nas_pnasnet_os8_head", "nas_pnasnet", output_stride=8,
+            nas_use_classification_head=True,
+            nas_stem_output_num_conv_filters=16),
+    _config("nas_hnasnet_os8", "nas_hnasnet", output_stride=8,
+            decoder_output_stride=4),
+    _config("nas_hnasnet_os16_head", "nas_hnasnet", output_stride=16,
+            atrous_rates=(6, 12, 18), nas_use_classification_head=True,
+            nas_remove_os32_stride=True),
+    # The zoo's xception71_dpc (Cityscapes): the dense prediction cell.
+    _config("xception_71_dpc", "xception_71", output_stride=16,
+            decoder_output_stride=4, dense_prediction_cell_json=DPC_JSON),
 ]
 # The eval preprocessing: (name, variant, image size, crop, min/max resize).
 PREPROCESS_CASES = [
@@ -214,10 +234,15 @@ def import_with_cli(config: Config, tarball: str, output: str) -> Dict:
 def model_config(config: Config):
   """Our ModelConfig for `config`."""
   from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
+  from deeplab.core.modeling.heads import dense_prediction_cell  # pylint: disable=g-import-not-at-top
   renamed = {"aspp_convs_filters": "aspp_filters"}
   fields = {renamed.get(k, k): (tuple(v) if isinstance(v, (list, tuple))
                                 else v)
             for k, v in config.flags.items()}
+  if "dense_prediction_cell_json" in fields:
+    fields["dense_prediction_cell_config"] = tuple(
+        dense_prediction_cell.load_config(
+            fields.pop("dense_prediction_cell_json")))
   fields.setdefault("decoder_output_stride", None)
   return config_lib.ModelConfig(num_classes=config.num_classes, **fields)
 

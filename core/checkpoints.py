@@ -326,8 +326,9 @@ def model_config_from_dict(values: dict, source: str = "model_config"
     raise ValueError(f"{source}: unknown ModelConfig fields {unknown} "
                      "(written by a newer version?).")
   values = dict(values)
-  if values.get("aspp_branches") is not None:
-    values["aspp_branches"] = tuple(values["aspp_branches"])
+  for field in ("aspp_branches", "dense_prediction_cell_config"):
+    if values.get(field) is not None:
+      values[field] = tuple(values[field])
   return config_lib.ModelConfig(**values)
 
 
@@ -357,17 +358,19 @@ def read_model_config(path: str) -> Optional[config_lib.ModelConfig]:
 def inference_model_config(model_config: config_lib.ModelConfig
                            ) -> config_lib.ModelConfig:
   """The config to build for evaluation, export and inference: without the
-  auxiliary head (training only; its weights stay in the checkpoint) and
-  without cross-replica BatchNorm."""
+  auxiliary head (training only; its weights stay in the checkpoint),
+  without cross-replica BatchNorm and without NAS drop path (its step
+  counters stay in the checkpoint)."""
   return dataclasses.replace(model_config, aux_head=False,
-                             sync_batch_norm=False)
+                             sync_batch_norm=False, drop_path_keep_prob=1.0)
 
 
 # Fields that change how a model trains, not the weights it holds: a
 # command line may set them on top of a saved config without contradiction.
 TRAINING_ONLY_FIELDS = ("batch_norm_momentum", "weight_decay",
                         "sync_batch_norm", "aspp_dropout_rate",
-                        "aux_head_dropout_rate", "backbone_initializer")
+                        "aux_head_dropout_rate", "backbone_initializer",
+                        "drop_path_keep_prob", "drop_path_total_steps")
 
 
 def merge_model_config(saved: config_lib.ModelConfig,

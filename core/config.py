@@ -19,7 +19,10 @@ DISTRIBUTION_STRATEGIES = ("default", "one_device", "mirrored",
                            "multi_worker_mirrored", "tpu")
 # ModelConfig fields whose flag has another (official) name.
 MODEL_FLAG_NAMES = {"aspp_filters": "aspp_convs_filters",
-                    "batch_norm_momentum": "batch_norm_decay"}
+                    "batch_norm_momentum": "batch_norm_decay",
+                    "dense_prediction_cell_config":
+                        "dense_prediction_cell_json",
+                    "drop_path_total_steps": "training_number_of_steps"}
 
 
 # Official DeepLab's weight decay: 4e-5, and 1e-4 for ResNet backbones.
@@ -115,6 +118,18 @@ class ModelConfig:
       keeps each backbone's official initializer. Matters only when
       training from scratch (e.g. `variance_scaling`, which learns faster
       than slim's truncated normal there, see docs/benchmarks.md).
+    dense_prediction_cell_config: The dense prediction cell's branches
+      (official JSON form, `heads/dense_prediction_cell.load_config` of
+      `--dense_prediction_cell_json`): the head in place of ASPP.
+    nas_stem_output_num_conv_filters: Filters of the first NAS cells
+      (official flag; nas_pnasnet, nas_hnasnet).
+    nas_use_classification_head: Add the NAS ImageNet classification head
+      (downsampling convs and a 1x1 conv to 2048 channels).
+    nas_remove_os32_stride: NAS cells at the stride-32 level keep stride 16.
+    drop_path_keep_prob: NAS drop path keep probability (official train
+      flag; training only, 1 is off).
+    drop_path_total_steps: Steps over which drop path ramps in (official
+      `total_training_steps`: train.py's --training_number_of_steps).
   """
 
   model_variant: str = "mobilenet_v2"
@@ -151,9 +166,16 @@ class ModelConfig:
   aux_head_filters: int = 256
   aux_head_dropout_rate: float = 0.1
   backbone_initializer: str = ""
+  dense_prediction_cell_config: Optional[Tuple[dict, ...]] = None
+  nas_stem_output_num_conv_filters: int = 20
+  nas_use_classification_head: bool = False
+  nas_remove_os32_stride: bool = False
+  drop_path_keep_prob: float = 1.0
+  drop_path_total_steps: int = 500000
 
   def __post_init__(self):
     self._check_sizes()
+    self._check_dense_prediction_cell()
     if self.output_stride not in (8, 16, 32):
       raise ValueError(
           f"--output_stride must be 8, 16 or 32, got {self.output_stride}.")
@@ -210,7 +232,23 @@ class ModelConfig:
          "in [0, 1)"),
         ("batch_norm_epsilon", self.batch_norm_epsilon > 0, "positive"),
         ("weight_decay", self.weight_decay >= 0, ">= 0"),
+        ("nas_stem_output_num_conv_filters",
+         self.nas_stem_output_num_conv_filters > 0, "positive"),
+        ("drop_path_keep_prob", 0 < self.drop_path_keep_prob <= 1,
+         "in (0, 1]"),
+        ("drop_path_total_steps", self.drop_path_total_steps > 0, "positive"),
     ])
+
+  def _check_dense_prediction_cell(self):
+    """The dense prediction cell replaces ASPP: not with other heads."""
+    if self.dense_prediction_cell_config is None:
+      return
+    self.dense_prediction_cell_config = tuple(
+        self.dense_prediction_cell_config)
+    if self.head != "aspp" or self.aspp_branches is not None:
+      raise ValueError(
+          "--dense_prediction_cell_json replaces ASPP: it cannot go with "
+          f"--head={self.head} or --aspp_branches.")
 
   @staticmethod
   def flag_name(field: str) -> str:

@@ -83,6 +83,8 @@ def test_wheel_holds_the_library_and_no_tests(wheel):
   names = zipfile.ZipFile(wheel).namelist()
   for required in ("deeplab/train.py", "deeplab/core/config.py",
                    "deeplab/core/modeling/heads/aspp.py",
+                   "deeplab/core/modeling/heads/dpc_configs/"
+                   "dense_prediction_cell_branch5_top1_cityscapes.json",
                    "deeplab/core/training/runner.py",
                    "deeplab/core/export/saved_model.py",
                    "deeplab/core/evaluation/metrics.py",

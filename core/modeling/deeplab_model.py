@@ -10,7 +10,8 @@ Layer names (top level of the returned model):
 * the backbone's own layers (Keras Applications names for mobilenet_v2, so
   `model.load_weights(imagenet_h5, by_name=True, skip_mismatch=True)` loads
   ImageNet weights straight into the DeepLab model);
-* `aspp`, `decoder` (absent without decoder), `logits` (the 1x1 conv with
+* `aspp` (or `dense_prediction_cell` with `--dense_prediction_cell_json`),
+  `decoder` (absent without decoder), `logits` (the 1x1 conv with
   bias: the official "last layer" to skip when fine-tuning with another
   number of classes; absent when `decoder_output_is_logits`, and the whole
   LR-ASPP head with `head=lr_aspp`), `logits_refinement` (optional
@@ -33,9 +34,12 @@ from deeplab.core.modeling.heads import aspp as aspp_lib
 from deeplab.core.modeling.heads import aux_head as aux_head_lib
 from deeplab.core.modeling.heads import boundary_refinement
 from deeplab.core.modeling.heads import decoder as decoder_lib
+from deeplab.core.modeling.heads import dense_prediction_cell as dpc_lib
 from deeplab.core.modeling.heads import lr_aspp as lr_aspp_lib
 
 LOGITS_LAYER = "logits"
+# The dense prediction cell, in place of ASPP (--dense_prediction_cell_json).
+DPC_LAYER = "dense_prediction_cell"
 # The last layer: bilinear upsampling of the logits to the input size.
 UPSAMPLE_LAYER = "upsample_logits"
 UPSAMPLE_AUX_LAYER = "upsample_aux_logits"
@@ -46,7 +50,7 @@ REFINEMENT_LAYER = "logits_refinement"
 AUX_HEAD_LAYER = "aux_head"
 # Layers that official `last_layers_contain_logits_only=False` treats as
 # "last layers" (not restored when the number of classes changes).
-LAST_LAYERS = ("aspp", "decoder", LOGITS_LAYER, REFINEMENT_LAYER,
+LAST_LAYERS = ("aspp", DPC_LAYER, "decoder", LOGITS_LAYER, REFINEMENT_LAYER,
                AUX_HEAD_LAYER)
 # Layers whose weights depend on num_classes: what official
 # `last_layers_contain_logits_only=True` leaves out when fine-tuning.
@@ -166,9 +170,34 @@ def _lr_aspp_logits(config, variant, endpoints, low_level_name, bn_args):
           [endpoints["final"], endpoints[low_level_name]])
 
 
+def _encoder_head(config, features, bn_args):
+  """The dense prediction cell when configured, else ASPP (official
+  `model.extract_features`)."""
+  if config.dense_prediction_cell_config is None:
+    return _aspp(config, features, bn_args)
+  return dpc_lib.DensePredictionCell(
+      config.dense_prediction_cell_config,
+      filters=config.aspp_filters, concat_channels=config.aspp_filters,
+      conv_rate_multiplier=max(1, 16 // config.output_stride),
+      dropout_rate=config.aspp_dropout_rate,
+      pool_crop_size=config.image_pooling_crop_size,
+      output_stride=config.output_stride, name=DPC_LAYER,
+      **bn_args)(features)
+
+
 def _aspp_decoder_logits(config, endpoints, low_level_name, bn_args):
-  """ASPP, the optional v3+ decoder and the logits (official model.py)."""
-  features = aspp_lib.ASPP(
+  """ASPP (or DPC), the optional v3+ decoder and the logits (official
+  model.py)."""
+  features = _encoder_head(config, endpoints["final"], bn_args)
+  if low_level_name is None:
+    return _logits_conv(config, features)
+  return _decoder_logits(config, features, endpoints[low_level_name],
+                         bn_args)
+
+
+def _aspp(config, features, bn_args):
+  """ASPP (DeepLabv3 Sec. 3.3), official `extract_features` scopes."""
+  return aspp_lib.ASPP(
       filters=config.aspp_filters,
       atrous_rates=config.atrous_rates,
       use_separable_conv=config.aspp_with_separable_conv,
@@ -182,9 +211,11 @@ def _aspp_decoder_logits(config, endpoints, low_level_name, bn_args):
       quant_friendly=config.quant_friendly,
       branches=config.aspp_branches,
       name="aspp",
-      **bn_args)(endpoints["final"])
-  if low_level_name is None:
-    return _logits_conv(config, features)
+      **bn_args)(features)
+
+
+def _decoder_logits(config, features, low_level, bn_args):
+  """The v3+ decoder and the logits."""
   decoder_filters = (config.num_classes if config.decoder_output_is_logits
                      else config.decoder_filters)
   features = decoder_lib.DeepLabV3PlusDecoder(
@@ -195,7 +226,7 @@ def _aspp_decoder_logits(config, endpoints, low_level_name, bn_args):
       output_is_logits=config.decoder_output_is_logits,
       quant_friendly=config.quant_friendly,
       name="decoder",
-      **bn_args)([features, endpoints[low_level_name]])
+      **bn_args)([features, low_level])
   if config.decoder_output_is_logits:
     return features
   return _logits_conv(config, features)

@@ -10,7 +10,8 @@ Three sources:
   ...) are matched in file order.
 * An official DeepLab TF1 checkpoint (a model-zoo tarball `.tar.gz`, a
   folder holding `model.ckpt*`, or a checkpoint prefix) for xception_*,
-  resnet_v1_*, mobilenet_v2 and mobilenet_v3_*_seg, matched through a
+  resnet_v1_*, mobilenet_v2, mobilenet_v3_*_seg and nas_* (with ASPP or the
+  dense prediction cell), matched through a
   variable-name map
   (`official_variable_map`): e.g. our
   `xception_65.entry_flow.conv1_1` kernel is
@@ -63,6 +64,7 @@ from deeplab.core import io_utils
 from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling.backbones import backbone_utils
 from deeplab.core.modeling.backbones import keras_app_backbones
+from deeplab.core.modeling.backbones import nas_cell
 
 # Variables of a TF1 checkpoint that hold training state, not weights.
 _TRAINING_STATE = re.compile(
@@ -198,6 +200,9 @@ def _leaf_name(layer, attr: str, scope: str) -> str:
     return f"{scope}/biases"
   if isinstance(layer, keras.layers.DepthwiseConv2D):
     return f"{scope}/depthwise_weights"
+  if isinstance(layer, keras.layers.SeparableConv2D):
+    # slim.separable_conv2d (the NAS cells): both kernels in one scope.
+    return f"{scope}/{attr.replace('_kernel', '_weights')}"
   return f"{scope}/weights"
 
 
@@ -207,7 +212,9 @@ _HEAD_LEAVES = {
     "depthwise": ("_depthwise", False), "depthwise_bn": ("_depthwise", True),
     "pointwise": ("_pointwise", False), "pointwise_bn": ("_pointwise", True),
 }
-_HEAD_PREFIX = {"aspp": "", "decoder": "decoder/"}
+# Official DensePredictionCell.build_cell scope: `meta_architecture`.
+_HEAD_PREFIX = {"aspp": "", "decoder": "decoder/",
+                "dense_prediction_cell": "meta_architecture/"}
 
 
 def _head_variable_name(head: keras.layers.Layer, parts: List[str]) -> str:
@@ -239,10 +246,14 @@ def official_variable_map(model: keras.Model) -> Dict[str, keras.Variable]:
   """Official DeepLab TF1 variable name -> our variable, for every weight.
 
   Covers the backbones with official names (xception_*, resnet_v1_*,
-  mobilenet_v3_*: layer names are the scopes; mobilenet_v2: Keras names
-  mapped to `MobilenetV2/...`), ASPP (`image_pooling`, `aspp0`, `aspp{i}_depthwise`,
-  `concat_projection`), the decoder (`decoder/feature_projection0`,
-  `decoder/decoder_conv{i}_depthwise`) and `logits/semantic`.
+  mobilenet_v3_*, nas_pnasnet (`pnasnet/...`), nas_hnasnet (`hnasnet/...`):
+  layer names are the scopes; mobilenet_v2: Keras names mapped to
+  `MobilenetV2/...`), ASPP (`image_pooling`, `aspp0`, `aspp{i}_depthwise`,
+  `concat_projection`), the dense prediction cell
+  (`meta_architecture/branch{i}_depthwise`, `.../concat_projection`), the
+  decoder (`decoder/feature_projection0`, `decoder/decoder_conv{i}_depthwise`)
+  and `logits/semantic`. NAS drop-path step counters (training state; the
+  official schedule reads `global_step`) are not weights and are left out.
 
   Raises:
     ValueError: if a variable has no official counterpart (e.g. a Keras
@@ -250,6 +261,8 @@ def official_variable_map(model: keras.Model) -> Dict[str, keras.Variable]:
   """
   mapping = {}
   for layer in model.layers:
+    if isinstance(layer, nas_cell.DropPath):
+      continue
     for weight in layer.weights:
       parts = weight.path.split("/")
       attr = parts[-1]
@@ -264,7 +277,7 @@ def official_variable_map(model: keras.Model) -> Dict[str, keras.Variable]:
             raise ValueError(
                 f"Layer {layer.name!r} has no official DeepLab variable; "
                 "official checkpoints serve xception_41/65/71, resnet_v1_*, "
-                "mobilenet_v2 and mobilenet_v3_*_seg (Keras Applications "
+                "mobilenet_v2, mobilenet_v3_*_seg and nas_* (Keras Applications "
                 "variants import .h5).")
           scope = backbone_utils.official_scope(layer.name)
         name = _leaf_name(layer, attr, scope)

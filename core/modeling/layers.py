@@ -157,6 +157,16 @@ def clip_6(x):
   return ops.clip(x, -6.0, 6.0)
 
 
+def _int_or_pair(value):
+  """An int, or a list of two ints when they differ (serialisable rates)."""
+  if isinstance(value, (list, tuple)):
+    pair = [int(v) for v in value]
+    if len(pair) != 2:
+      raise ValueError(f"Expected an int or two ints, got {value!r}.")
+    return pair[0] if pair[0] == pair[1] else pair
+  return int(value)
+
+
 # === Layers ===
 
 
@@ -382,7 +392,8 @@ class SplitSeparableConv2D(_NormalizedConvBase):
 
   Args:
     filters: Output channels of the pointwise conv.
-    dilation_rate: Atrous rate of the depthwise conv.
+    dilation_rate: Atrous rate of the depthwise conv, or (rate_height,
+      rate_width) (the dense prediction cell's rates, e.g. [18, 15]).
     kernel_size: Depthwise kernel size.
     batch_norm_momentum: BatchNorm moving-average momentum (slim decay).
     batch_norm_epsilon: BatchNorm epsilon.
@@ -400,7 +411,7 @@ class SplitSeparableConv2D(_NormalizedConvBase):
                quant_friendly: bool = False,
                **kwargs):
     super().__init__(filters, **kwargs)
-    self.dilation_rate = int(dilation_rate)
+    self.dilation_rate = _int_or_pair(dilation_rate)
     self.kernel_size = int(kernel_size)
     self.quant_friendly = bool(quant_friendly)
     self.depthwise = keras.layers.DepthwiseConv2D(

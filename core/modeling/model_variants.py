@@ -16,6 +16,7 @@ from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling.backbones import keras_app_backbones
 from deeplab.core.modeling.backbones import mobilenet_v2
 from deeplab.core.modeling.backbones import mobilenet_v3
+from deeplab.core.modeling.backbones import nas_network
 from deeplab.core.modeling.backbones import resnet_v1
 from deeplab.core.modeling.backbones import xception
 
@@ -184,6 +185,21 @@ def _mobilenet_v3_builder(name):
   return build
 
 
+def _nas_builder(name):
+  def build(images, config: config_lib.ModelConfig):
+    return nas_network.build_nas_network(
+        images, name=name, output_stride=config.output_stride,
+        num_conv_filters=config.nas_stem_output_num_conv_filters,
+        use_classification_head=config.nas_use_classification_head,
+        remove_os32_stride=config.nas_remove_os32_stride,
+        norm=_norm(config),
+        weight_decay=config.weight_decay,
+        drop_path_keep_prob=config.drop_path_keep_prob,
+        total_training_steps=config.drop_path_total_steps,
+        kernel_initializer=config.backbone_initializer or None)
+  return build
+
+
 # === Registry ===
 
 # Auxiliary-head endpoints: the stride-16 output of the stage before the
@@ -257,3 +273,13 @@ for _name in sorted(mobilenet_v3.SPECS):
       decoder_endpoints=mobilenet_v3.DECODER_ENDPOINTS[_name],
       default_atrous_rates=(),
       aux_endpoint=_AUX_ENDPOINTS[_name]))
+
+# Official feature_extractor: NAS takes [-1, 1] inputs; no auxiliary-head
+# endpoint (their cells have no PSPNet-style stage boundary of ours).
+for _name in sorted(nas_network.SCOPES):
+  register_model_variant(ModelVariant(
+      name=_name,
+      backbone_builder=_nas_builder(_name),
+      preprocessing="zero_mean_unit_range",
+      decoder_endpoints=nas_network.DECODER_ENDPOINTS[_name],
+      default_atrous_rates=()))
