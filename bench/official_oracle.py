@@ -64,6 +64,9 @@ nas_network.contrib_training = types.SimpleNamespace(HParams=_HParams)
 
 
 def _parse_flags(values):
+  """Sets the official flags to `values`, the others to their defaults (a
+  request must not inherit the flags of the one before)."""
+  FLAGS.unparse_flags()
   argv = ["oracle"]
   for name, value in sorted(values.items()):
     if isinstance(value, (list, tuple)):

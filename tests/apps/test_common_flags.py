@@ -87,3 +87,27 @@ def test_backbone_initializer_flag_is_checked_against_keras_names():
     with pytest.raises(ValueError,
                        match="--backbone_initializer='fan_in_please'"):
       common_flags.model_config_from_flags(num_classes=5)
+
+
+def test_nas_and_dense_prediction_cell_flags_reach_the_config(tmp_path):
+  from deeplab.core import checkpoints  # pylint: disable=g-import-not-at-top
+  argv = ["--model_variant=nas_hnasnet", "--output_stride=8",
+          "--nas_stem_output_num_conv_filters=12",
+          "--nas_use_classification_head", "--nas_remove_os32_stride",
+          "--drop_path_keep_prob=0.7",
+          "--dense_prediction_cell_json="
+          "dense_prediction_cell_branch5_top1_cityscapes"]
+  with _parsed(argv):
+    config = common_flags.model_config_from_flags(num_classes=19)
+  assert (config.nas_stem_output_num_conv_filters,
+          config.nas_use_classification_head, config.nas_remove_os32_stride,
+          config.drop_path_keep_prob) == (12, True, True, 0.7)
+  assert len(config.dense_prediction_cell_config) == 5
+  # The parsed cell travels in model_config.json and reads back equal.
+  checkpoints.write_model_config(str(tmp_path), config)
+  assert checkpoints.read_model_config(str(tmp_path / "ckpt-1")) == config
+  with _parsed(["--dense_prediction_cell_json=nope"]):
+    with pytest.raises(ValueError, match="--dense_prediction_cell_json"):
+      common_flags.model_config_from_flags(num_classes=19)
+  with pytest.raises(ValueError, match="--drop_path_keep_prob"):
+    config_lib.ModelConfig(drop_path_keep_prob=0.)

@@ -48,6 +48,12 @@ CONFIGS = [
                                        "atrous_rates": (6, 12, 18),
                                        "decoder_output_stride": 4},
                   crop=(65, 65)),
+    # The dense prediction cell (official meta_architecture scopes, 1e-5
+    # epsilon, per-axis rates) on a cheap backbone.
+    parity.Config("mobilenet_v2_dpc", {
+        "model_variant": "mobilenet_v2", "output_stride": 16,
+        "depth_multiplier": 0.5,
+        "dense_prediction_cell_json": parity.DPC_JSON}, crop=(65, 65)),
 ]
 PREPROCESS = [c for c in parity.PREPROCESS_CASES
               if c[0] in ("pad_zero_mean_unit_range", "pad_imagenet_mean")]
