@@ -40,6 +40,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from tensorflow.python.autograph.core import ag_ctx  # pylint: disable=g-import-not-at-top
 from deeplab import common  # pylint: disable=g-import-not-at-top
 from deeplab import model  # pylint: disable=g-import-not-at-top
+from deeplab.core import dense_prediction_cell  # pylint: disable=g-import-not-at-top
 from deeplab.core import nas_network  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -61,6 +62,24 @@ class _HParams:
 
 # The patched tree sets `contrib_training = None` (patch_for_tf215.sh P4).
 nas_network.contrib_training = types.SimpleNamespace(HParams=_HParams)
+
+
+def _pin_dense_prediction_cell_scope():
+  """Official `DensePredictionCell.build_cell` opens its scope by default
+  name, which TF uniquifies at every build: in a graph built once (train.py,
+  eval.py, export_model.py) it is `meta_architecture`, but this oracle
+  builds three graphs, and the second would get fresh `meta_architecture_1`
+  variables. Pin the name so that every build shares the one set."""
+  original = dense_prediction_cell.DensePredictionCell.build_cell
+
+  def build_cell(self, features, *args, scope=None, **kwargs):
+    return original(self, features, *args,
+                    scope=scope or "meta_architecture", **kwargs)
+
+  dense_prediction_cell.DensePredictionCell.build_cell = build_cell
+
+
+_pin_dense_prediction_cell_scope()
 
 
 def _parse_flags(values):

@@ -274,12 +274,14 @@ for _name in sorted(mobilenet_v3.SPECS):
       default_atrous_rates=(),
       aux_endpoint=_AUX_ENDPOINTS[_name]))
 
-# Official feature_extractor: NAS takes [-1, 1] inputs; no auxiliary-head
-# endpoint (their cells have no PSPNet-style stage boundary of ours).
+# Official feature_extractor: NAS takes [-1, 1] inputs. Auxiliary head:
+# `Cell_7`, the stride-16 endpoint of official DECODER_END_POINTS, midway
+# through the 12 cells.
 for _name in sorted(nas_network.SCOPES):
   register_model_variant(ModelVariant(
       name=_name,
       backbone_builder=_nas_builder(_name),
       preprocessing="zero_mean_unit_range",
       decoder_endpoints=nas_network.DECODER_ENDPOINTS[_name],
-      default_atrous_rates=()))
+      default_atrous_rates=(),
+      aux_endpoint="Cell_7"))

@@ -37,6 +37,19 @@ from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling.backbones import backbone_utils
 
 
+def parse_operation(operation: str) -> Tuple[str, int, int]:
+  """(kind, kernel size, layers) of an official operation name."""
+  if operation == "none":
+    return "none", 1, 1
+  parts = operation.split("_")
+  kind = "pool" if operation.startswith(("max_pool", "avg_pool")) else parts[0]
+  if kind not in ("separable", "atrous", "pool") or len(parts) < 2:
+    raise ValueError(f"Unknown NAS operation {operation!r}.")
+  kernel = int(parts[-1 if kind == "pool" else 1].split("x")[0])
+  layers = int(parts[-1]) if kind == "separable" else 1
+  return kind, kernel, layers
+
+
 @dataclasses.dataclass(frozen=True)
 class Genotype:
   """A cell's architecture (official `NASBaseCell` arguments).
@@ -50,6 +63,14 @@ class Genotype:
   operations: Tuple[str, ...]
   used_hiddenstates: Tuple[int, ...]
   hiddenstate_indices: Tuple[int, ...]
+
+  def __post_init__(self):
+    if (len(self.operations) % 2 or
+        len(self.hiddenstate_indices) != len(self.operations)):
+      raise ValueError("A NAS genotype takes an even number of operations "
+                       "and one hidden-state index per operation.")
+    for operation in self.operations:
+      parse_operation(operation)
 
 
 # Official `nas_genotypes.PNASCell` (PNASNet-5).
@@ -163,19 +184,6 @@ class DropPath(keras.layers.Layer):
     return config
 
 
-def parse_operation(operation: str) -> Tuple[str, int, int]:
-  """(kind, kernel size, layers) of an official operation name."""
-  parts = operation.split("_")
-  if operation == "none":
-    return "none", 1, 1
-  kind = "pool" if "pool" in operation else parts[0]
-  kernel = int(parts[-1 if kind == "pool" else 1].split("x")[0])
-  layers = int(parts[-1]) if kind == "separable" else 1
-  if kind not in ("separable", "atrous", "pool"):
-    raise ValueError(f"Unknown NAS operation {operation!r}.")
-  return kind, kernel, layers
-
-
 @dataclasses.dataclass
 class CellBuilder:
   """Adds official NAS cells to a functional graph.
@@ -237,13 +245,14 @@ class CellBuilder:
     """
     filters = int(self.num_conv_filters * filter_scaling)
     states = self._cell_base(net, prev_layer, scope, filters, resize_prev)
-    ops_ = self.genotype.operations
+    operations = self.genotype.operations
     indices = self.genotype.hiddenstate_indices
-    for i in range(len(ops_) // 2):
+    for i in range(len(operations) // 2):
       combined = []
       for side, j in (("left", 2 * i), ("right", 2 * i + 1)):
         combined.append(self._operation(
-            states[indices[j]], ops_[j], stride if indices[j] < 2 else 1,
+            states[indices[j]], operations[j],
+            stride if indices[j] < 2 else 1,
             f"{scope}/comb_iter_{i}/{side}", filters, cell_num))
       states.append(keras.layers.Add(
           name=self.layer_name(f"{scope}/comb_iter_{i}/combine"))(combined))

@@ -71,6 +71,9 @@ def _check_decoder_endpoints(name, endpoints):
   variant = model_variants.get_model_variant(name)
   for stride, endpoint in variant.decoder_endpoints.items():
     assert endpoints[endpoint].shape[1] == _SIDE[stride], endpoint
+  # The auxiliary head's endpoint: stride 16, 5 * 4 * filters channels.
+  assert endpoints[variant.aux_endpoint].shape[1:] == (_SIDE[16], _SIDE[16],
+                                                       5 * 4 * 4)
 
 
 def test_hnasnet_follows_its_searched_path_and_head_reaches_the_stride():
