@@ -214,7 +214,7 @@ class DensePredictionCell(keras.layers.Layer):
     return deeplab_layers.ConvBNReLU(self.filters, 1, name=name,
                                      **self._layer_kwargs())
 
-  def pool_size(self, branch: Dict[str, Any]) -> List[int]:
+  def pyramid_pool_size(self, branch: Dict[str, Any]) -> List[int]:
     """Official `_get_pyramid_pooling_arguments` window, in feature pixels."""
     stride = self._config_dict["output_stride"]
     return [_scale_dimension(c, 1.0 / (stride * g)) for c, g in
@@ -235,7 +235,7 @@ class DensePredictionCell(keras.layers.Layer):
       x = inputs if branch["input"] < 0 else outputs[branch["input"]]
       layer = getattr(self, f"branch{i}")
       if branch["op"] == "pyramid_pooling":
-        pooled = ops.average_pool(x, self.pool_size(branch), 1,
+        pooled = ops.average_pool(x, self.pyramid_pool_size(branch), 1,
                                   padding="valid")
         x = self.resize([layer(pooled, training=training), inputs])
       else:

@@ -78,7 +78,7 @@ def test_branches_read_their_inputs_and_pyramid_pooling_resizes_back():
   layer = dpc.DensePredictionCell(config, filters=4, concat_channels=4,
                                   pool_crop_size=(129, 129), output_stride=16)
   # Official _get_pyramid_pooling_arguments: (129 - 1) / (16 * 2) + 1 = 5.
-  assert layer.pool_size(layer.branch_config[1]) == [5, 5]
+  assert layer.pyramid_pool_size(layer.branch_config[1]) == [5, 5]
   assert layer(np.ones((1, 9, 9, 3), np.float32)).shape == (1, 9, 9, 4)
   assert layer.branch1.conv.kernel.shape == (1, 1, 4, 4)  # Reads branch 0.
   with pytest.raises(ValueError, match="image_pooling_crop_size"):
