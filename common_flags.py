@@ -129,6 +129,12 @@ flags.DEFINE_float("drop_path_keep_prob", 1.0,
                    "Probability to keep each path in the NAS cells when "
                    "training; ramps in over --training_number_of_steps "
                    "(1: off).")
+flags.DEFINE_integer("quantize_delay_step", -1,
+                     "Steps to start quantized training. If < 0, will not "
+                     "quantize model (official). Quantization-aware "
+                     "training: fake-quant ops from this step on; read from "
+                     "a checkpoint's model_config.json by evaluate and "
+                     "export (int8 TFLite then needs no calibration data).")
 flags.DEFINE_integer("num_classes", None,
                      "Number of classes; defaults to the dataset's.")
 flags.DEFINE_boolean("override_model_config", False,
@@ -270,6 +276,7 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
       drop_path_total_steps=(FLAGS.training_number_of_steps
                              if "training_number_of_steps" in FLAGS
                              else config_lib.ModelConfig.drop_path_total_steps),
+      quantize_delay_step=max(-1, FLAGS.quantize_delay_step),
   )
 
 

@@ -14,7 +14,9 @@ atomically (written aside, renamed when complete). It holds:
   - `deeplab_float32.tflite`, `deeplab_float16.tflite`: fixed input
     --crop_size, float32 pixels in, labels and probabilities out;
   - `deeplab_int8.tflite`: full-integer, uint8 in and out, calibrated on
-    --representative_dataset_dir / --representative_split;
+    --representative_dataset_dir / --representative_split, or with the
+    ranges learned by quantization-aware training (a checkpoint trained
+    with --quantize_delay_step: no calibration images);
   - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels, probabilities
     and logits out.
 
@@ -49,6 +51,7 @@ from deeplab.core.export import tflite_export
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling import multiscale
+from deeplab.core.modeling import quantize
 
 FLAGS = flags.FLAGS
 
@@ -110,9 +113,12 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
   if needs_size and not crop_size:
     raise ValueError(f"{needs_size} need --crop_size (the fixed TFLite "
                      "input 'height,width').")
-  if "tflite_int8" in formats and not representative_dir:
+  if ("tflite_int8" in formats and not representative_dir and
+      not quantize.is_quantized(model)):
     raise ValueError("tflite_int8 needs --representative_dataset_dir (a "
-                     "TFRecord folder) to calibrate on.")
+                     "TFRecord folder) to calibrate on, unless the "
+                     "checkpoint is quantization-aware trained "
+                     "(--quantize_delay_step).")
   for export_format in formats:
     if export_format == "frozen_graph":
       writers[FILE_NAMES[export_format]] = (
@@ -127,7 +133,7 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
 
       def write(path, quantization=quantization):
         images = None
-        if quantization == "int8":
+        if quantization == "int8" and not quantize.is_quantized(model):
           images = tflite_export.images_from_tfrecords(
               representative_dir, representative_split, crop_size,
               num_representative_images, mean_pixel=mean_pixel)

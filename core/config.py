@@ -130,6 +130,11 @@ class ModelConfig:
       flag; training only, 1 is off).
     drop_path_total_steps: Steps over which drop path ramps in (official
       `total_training_steps`: train.py's --training_number_of_steps).
+    quantize_delay_step: Quantization-aware training (official
+      `--quantize_delay_step`): -1 builds the float model; N >= 0 builds
+      it with fake-quant ops (`core/modeling/quantize.py`) that training
+      switches on at step N. Saved in model_config.json, so evaluation and
+      export rebuild the quantized model.
   """
 
   model_variant: str = "mobilenet_v2"
@@ -172,6 +177,7 @@ class ModelConfig:
   nas_remove_os32_stride: bool = False
   drop_path_keep_prob: float = 1.0
   drop_path_total_steps: int = 500000
+  quantize_delay_step: int = -1
 
   def __post_init__(self):
     self._check_sizes()
@@ -237,6 +243,8 @@ class ModelConfig:
         ("drop_path_keep_prob", 0 < self.drop_path_keep_prob <= 1,
          "in (0, 1]"),
         ("drop_path_total_steps", self.drop_path_total_steps > 0, "positive"),
+        ("quantize_delay_step", self.quantize_delay_step >= -1,
+         ">= -1 (-1: no quantization)"),
     ])
 
   def _check_dense_prediction_cell(self):

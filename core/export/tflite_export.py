@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab.core.export import frozen_graph
+from deeplab.core.modeling import quantize
 from deeplab.datasets import tfrecord_io
 
 QUANTIZATIONS = ("float32", "float16", "int8")
@@ -76,6 +77,18 @@ def images_from_tfrecords(dataset_dir: str, split: str,
     yield fit_to_canvas(example["image"].numpy(), *size, mean_pixel)[0]
 
 
+def _use_learned_ranges(converter: tf.lite.TFLiteConverter) -> None:
+  """int8 from a quantization-aware-trained model: the converter reads
+  every range from its fake-quant ops (`core/modeling/quantize.py`), so no
+  calibration images. `supported_ops` stays unset: TF 2.21 then demands a
+  representative dataset before it looks at the graph; the fake-quant ops
+  cover every tensor, so the graph comes out full-integer anyway (tested
+  by tests/core/export/test_qat_tflite.py)."""
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.inference_input_type = tf.uint8
+  converter.inference_output_type = tf.uint8
+
+
 def convert(model: keras.Model, input_size: Tuple[int, int],
             quantization: str = "float32",
             representative_images: Optional[Iterable[np.ndarray]] = None,
@@ -89,7 +102,8 @@ def convert(model: keras.Model, input_size: Tuple[int, int],
     quantization: `float32`, `float16` (weights stored as float16) or
       `int8` (full integer, uint8 input and output).
     representative_images: float32 [H, W, 3] pixel arrays (0..255) for
-      int8 calibration; required for int8.
+      int8 calibration; required for int8, unless `model` is
+      quantization-aware trained (`quantize.is_quantized`).
     scales: Inference scales baked into the graph.
     add_flipped_images: Also average left-right flipped inputs.
 
@@ -114,6 +128,8 @@ def convert(model: keras.Model, input_size: Tuple[int, int],
   if quantization == "float16":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
+  elif quantization == "int8" and quantize.is_quantized(model):
+    _use_learned_ranges(converter)
   elif quantization == "int8":
     if representative_images is None:
       raise ValueError("int8 TFLite export needs a representative dataset "

@@ -30,6 +30,7 @@ import tensorflow as tf
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling import model_variants
+from deeplab.core.modeling import quantize
 from deeplab.core.modeling.heads import aspp as aspp_lib
 from deeplab.core.modeling.heads import aux_head as aux_head_lib
 from deeplab.core.modeling.heads import boundary_refinement
@@ -105,7 +106,9 @@ def build_deeplab_model(config: config_lib.ModelConfig,
     A model mapping float32 images in [0, 255], [batch, H, W, 3], to float32
     logits at the input resolution, [batch, H, W, num_classes]; with
     `config.aux_head`, to `[logits, aux_logits]`, both so. Call it with
-    `training=True` to train BatchNorm and dropout.
+    `training=True` to train BatchNorm and dropout. With
+    `config.quantize_delay_step >= 0` the model is fake-quantized
+    (`quantize.quantize_model`).
 
   Raises:
     ValueError: on an unknown `config.model_variant`, or an auxiliary head
@@ -152,6 +155,10 @@ def build_deeplab_model(config: config_lib.ModelConfig,
   else:
     model = keras.Model(images, outputs, name=name)
   _set_inference_attributes(model, config, variant)
+  if config.quantize_delay_step >= 0:
+    # Quantization-aware training: fake-quant ops on the float layers,
+    # whose names and variables stay as they are.
+    quantize.quantize_model(model)
   return model
 
 

@@ -32,6 +32,7 @@ from deeplab.core import config as config_lib
 from deeplab.core.evaluation import model_eval
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling import quantize
 from deeplab.core.training import best_checkpoint
 from deeplab.core.training import preemption
 from deeplab.core.training import profiling
@@ -495,6 +496,21 @@ class Runner:
     self._applied_freeze_level = level
     self._train_step = None  # The trainable variables changed.
 
+  def _apply_quantization(self, step: int):
+    """Switches a quantized model's fake-quant ops on at
+    --quantize_delay_step (official `quant_delay`); before it the float
+    graph trains. Retraces the step (and the evaluator) on a change."""
+    config = self.task.model_config
+    if config is None or not quantize.is_quantized(self.model):
+      return
+    active = step >= config.quantize_delay_step
+    if quantize.set_active(self.model, active):
+      logging.info("Step %d: quantization-aware training %s.", step,
+                   "starts" if active else "waits for step %d" %
+                   config.quantize_delay_step)
+      self._train_step = None
+      self._evaluator = None
+
   def _prepare_training(self, input_fn: Callable):
     """Restores (once) and returns the training iterator of `input_fn`."""
     self._checkpoint_manager()
@@ -629,6 +645,7 @@ class Runner:
       stop and save are what the replicas agreed on.
     """
     self._apply_freeze_level(self.global_step)
+    self._apply_quantization(self.global_step)
     if self._train_step is None:
       self._train_step = self._make_train_step()
     requests = tf.constant([float(stop_requested), float(save_requested)])

@@ -1,0 +1,92 @@
+"""Quantization-aware training end to end: a few steps with
+`quantize_delay_step`, then a full-integer TFLite model from the learned
+ranges alone (no calibration images)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deeplab.core import checkpoints
+from deeplab.core import config as config_lib
+from deeplab.core.export import predictors
+from deeplab.core.export import tflite_export
+from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import quantize
+from deeplab.core.training import factory
+from deeplab.datasets import input_pipeline
+import testing_utils
+import trained_demo
+
+SIZE = 33
+DELAY, STEPS = 2, 3
+
+
+@pytest.fixture(scope="module")
+def qat_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("qat")
+  testing_utils.build_demo_tfrecords(root, num_train=8, num_val=2,
+                                     image_size=SIZE)
+  model_config = config_lib.ModelConfig(**dict(
+      trained_demo.MODEL_CONFIG, quantize_delay_step=DELAY))
+  train_config = config_lib.TrainConfig.from_flat(
+      train_logdir=str(root / "train"), training_number_of_steps=STEPS,
+      optimizer="adam", base_learning_rate=1e-3, save_interval_steps=STEPS,
+      log_steps=STEPS, image_summary_steps=0)
+  runner = factory.make_runner(model_config, str(root / "train"), 255,
+                               train_config=train_config)
+  data_config = config_lib.DataConfig(
+      dataset="demo", dataset_dir=str(root / "tfrecord"), split="train",
+      batch_size=4, crop_size=(SIZE, SIZE))
+  runner.train(input_pipeline.make_input_fn(data_config), STEPS)
+  return root, runner
+
+
+def test_quantization_starts_at_the_delay_step(qat_run):
+  _, runner = qat_run
+  learned = [q for q in quantize.quantizers(runner.model)
+             if q.fixed_range is None]
+  assert learned
+  # Steps 0 and 1 trained the float graph; steps 2.. the quantized one.
+  assert {float(q.updates.numpy()) for q in learned} == {STEPS - DELAY}
+  assert all(q.max.numpy() > q.min.numpy() for q in learned)
+
+
+def test_checkpoint_records_quantization_and_restores(qat_run):
+  root, runner = qat_run
+  with open(os.path.join(root, "train", checkpoints.MODEL_CONFIG_FILE)) as f:
+    assert json.load(f)["model_config"]["quantize_delay_step"] == DELAY
+  saved = checkpoints.read_model_config(str(root / "train"))
+  model = deeplab_model.build_deeplab_model(
+      checkpoints.inference_model_config(saved))
+  assert quantize.is_quantized(model)
+  checkpoints.restore_model(model, str(root / "train"))  # Strict.
+  for ours, theirs in zip(quantize.quantizers(model),
+                          quantize.quantizers(runner.model)):
+    assert ours.max.numpy() == theirs.max.numpy()
+
+
+def test_int8_tflite_from_learned_ranges_is_full_integer(qat_run):
+  root, runner = qat_run
+  model = runner.model
+  data = tflite_export.convert(model, (SIZE, SIZE), "int8")  # No images.
+  interpreter = tf.lite.Interpreter(model_content=data)
+  ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
+  assert "DEQUANTIZE" not in ops, ops
+  floats = [d["name"] for d in interpreter.get_tensor_details()
+            if d["dtype"] == np.float32]
+  assert not floats, floats
+  path = os.path.join(root, "deeplab_int8.tflite")
+  with open(path, "wb") as f:
+    f.write(data)
+  tflite = predictors.TFLitePredictor(path)
+  assert tflite.quantized
+  keras_predictor = predictors.KerasPredictor(model)
+  image = np.random.default_rng(0).uniform(0, 255, (SIZE, SIZE, 3))
+  _, expected = keras_predictor(image.astype(np.float32))
+  _, probabilities = tflite(image)
+  # The fake-quant graph simulates the int8 one: same probabilities up to
+  # a few output steps (1/256) of rounding.
+  assert np.abs(probabilities - expected).max() < 8 / 256
