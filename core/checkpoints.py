@@ -373,6 +373,13 @@ TRAINING_ONLY_FIELDS = ("batch_norm_momentum", "weight_decay",
                         "drop_path_keep_prob", "drop_path_total_steps")
 
 
+def _same_quantization(field: str, want, have) -> bool:
+  """Whether two `quantize_delay_step` values build the same model (both
+  quantized, or both not): official export_model.py and eval.py take any
+  value >= 0, the step only matters to training."""
+  return field == "quantize_delay_step" and (want >= 0) == (have >= 0)
+
+
 def merge_model_config(saved: config_lib.ModelConfig,
                        given: config_lib.ModelConfig,
                        explicit: Dict[str, str],
@@ -401,7 +408,7 @@ def merge_model_config(saved: config_lib.ModelConfig,
   changes = {}
   for field, flag in explicit.items():
     want, have = getattr(given, field), getattr(saved, field)
-    if want == have:
+    if want == have or _same_quantization(field, want, have):
       continue
     if field in TRAINING_ONLY_FIELDS:
       logging.info("--%s=%s replaces %s's %s.", flag, want, source, have)

@@ -130,6 +130,19 @@ def test_merge_names_the_contradicting_flag_and_both_values(caplog):
   assert merged.weight_decay == 1e-4
 
 
+def test_merge_any_quantize_delay_step_of_the_same_sign():
+  """Official export_model.py takes --quantize_delay_step=0 for a model
+  trained with any delay; quantized versus float is what contradicts."""
+  flag = {"quantize_delay_step": "quantize_delay_step"}
+  saved = config_lib.ModelConfig(quantize_delay_step=300)
+  given = config_lib.ModelConfig(quantize_delay_step=0)
+  assert checkpoints.merge_model_config(saved, given, flag) == saved
+  with pytest.raises(ValueError, match="--quantize_delay_step=-1 contradicts"):
+    checkpoints.merge_model_config(saved, config_lib.ModelConfig(), flag)
+  with pytest.raises(ValueError, match="--quantize_delay_step must be >= -1"):
+    config_lib.ModelConfig(quantize_delay_step=-2)
+
+
 def test_a_tarball_has_no_model_config_even_beside_one(tmp_path, monkeypatch):
   """A zoo tarball is not read as the working directory's model_config.json."""
   monkeypatch.chdir(tmp_path)
