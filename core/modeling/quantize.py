@@ -348,6 +348,25 @@ def _top_level_output_layers(model: keras.Model) -> List[keras.layers.Layer]:
   return chosen
 
 
+def _output_quantized_layers(model, events) -> List[keras.layers.Layer]:
+  """The layers that get an output quantizer: every `ConvBNReLU` /
+  `SplitSeparableConv2D`, then the top-level layers whose output is not
+  already one of theirs (ASPP and the decoder end in such a block: a
+  second fake-quant of the same tensor with another range would make the
+  converter reject the same-scale resize after it)."""
+  blocks = [l for l in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+            if isinstance(l, _BLOCK_TYPES)]
+  block_ids = {id(l) for l in blocks}
+  quantized = {o for l, _, o in events if id(l) in block_ids}
+  chosen = list(blocks)
+  for layer in _top_level_output_layers(model):
+    produced = [o for l, _, o in events if l is layer]
+    if id(layer) in block_ids or (produced and set(produced) <= quantized):
+      continue
+    chosen.append(layer)
+  return chosen
+
+
 def _conv_batch_norm_pairs(events) -> Dict[int, keras.layers.Layer]:
   """id(conv) -> the BatchNorm that takes the conv's output."""
   producer = {}
@@ -386,9 +405,7 @@ def quantize_model(model: keras.Model) -> keras.Model:
                      "needs float32 training, not mixed precision.")
   events = _probe(model)
   state = _State()
-  outputs = list(dict.fromkeys(list(_top_level_output_layers(model)) + [
-      l for l in model._flatten_layers(include_self=False)  # pylint: disable=protected-access
-      if isinstance(l, _BLOCK_TYPES)]))
+  outputs = _output_quantized_layers(model, events)
   output_ids = {id(l) for l in outputs}
   quantized_outputs = {o for l, _, o in events if id(l) in output_ids}
   # Convs and folded BatchNorms first: an output quantizer then wraps the
