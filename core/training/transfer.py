@@ -37,6 +37,7 @@ from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling import quantize
 
 
 
@@ -118,9 +119,15 @@ def load_initial_checkpoint(model: keras.Model,
   logging.info("%s", report.summary())
   if report.skipped:
     logging.info("Not loaded (last layers): %s", ", ".join(report.skipped))
-  if report.missing:
+  ranges = {v.path for q in quantize.quantizers(model) for v in q.weights}
+  others = [p for p in report.missing if p not in ranges]
+  if len(others) < len(report.missing):
+    logging.info("%d quantization-range variables start fresh "
+                 "(quantization-aware training from a float checkpoint).",
+                 len(report.missing) - len(others))
+  if others:
     logging.warning("Not in the checkpoint, left at their initial values: %s",
-                    ", ".join(report.missing))
+                    ", ".join(others))
   return report
 
 

@@ -2,6 +2,7 @@
 `quantize_delay_step`, then a full-integer TFLite model from the learned
 ranges alone (no calibration images)."""
 
+import dataclasses
 import json
 import os
 
@@ -21,7 +22,9 @@ import testing_utils
 import trained_demo
 
 SIZE = 33
-DELAY, STEPS = 2, 3
+# One traced (quantized) training step; the float steps before a delay are
+# checked on the runner's switch alone.
+DELAY, STEPS = 0, 1
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +52,23 @@ def test_quantization_starts_at_the_delay_step(qat_run):
   learned = [q for q in quantize.quantizers(runner.model)
              if q.fixed_range is None]
   assert learned
-  # Steps 0 and 1 trained the float graph; steps 2.. the quantized one.
+  # Every training step from DELAY on updated the ranges once.
   assert {float(q.updates.numpy()) for q in learned} == {STEPS - DELAY}
   assert all(q.max.numpy() > q.min.numpy() for q in learned)
+  # Before the delay step the runner trains the float graph: the switch
+  # turns the fake-quant ops off, then on, and retraces each time.
+  config = runner.task.model_config
+  runner.task.model_config = dataclasses.replace(config,
+                                                 quantize_delay_step=5)
+  try:
+    runner._train_step = "traced"  # pylint: disable=protected-access
+    runner._apply_quantization(4)  # pylint: disable=protected-access
+    assert not quantize.quantizers(runner.model)[0].active
+    assert runner._train_step is None  # pylint: disable=protected-access
+    runner._apply_quantization(5)  # pylint: disable=protected-access
+    assert quantize.quantizers(runner.model)[0].active
+  finally:
+    runner.task.model_config = config
 
 
 def test_checkpoint_records_quantization_and_restores(qat_run):

@@ -129,6 +129,14 @@ def test_flag_off_model_unchanged_and_float_checkpoint_loads(tmp_path):
   model = deeplab_model.build_deeplab_model(
       _tiny_config(quantize_delay_step=0))
   assert quantize.is_quantized(model)
+  names = {q.name for q in quantize.quantizers(model)}
+  # ASPP ends in its projection block: that block's output is quantized
+  # once, not again as ASPP's (the converter rejects the double range).
+  assert "aspp_concat_projection_output_quantizer" in names
+  assert "aspp_output_quantizer" not in names
+  # Inputs fed by a pooled mean or a concatenation get their own range.
+  assert {"aspp_image_pooling_conv_input_quantizer",
+          "aspp_concat_projection_conv_input_quantizer"} <= names
   counts = quantize.describe(model)
   # Every BatchNorm of this model follows a conv, so every one is folded.
   assert counts.folded_batch_norms == sum(
