@@ -21,6 +21,8 @@ from deeplab.datasets import input_pipeline
 import testing_utils
 import trained_demo
 
+# One training step, a rebuild and a conversion: about a minute.
+pytestmark = pytest.mark.slow
 SIZE = 33
 # One traced (quantized) training step; the float steps before a delay are
 # checked on the runner's switch alone.
@@ -71,23 +73,21 @@ def test_quantization_starts_at_the_delay_step(qat_run):
     runner.task.model_config = config
 
 
-def test_checkpoint_records_quantization_and_restores(qat_run):
+def test_int8_tflite_of_the_checkpoint_is_full_integer(qat_run):
+  """Export as export_model.py does: the model rebuilt from the saved
+  config (quantized), weights and ranges restored strictly, then int8
+  from the learned ranges alone."""
   root, runner = qat_run
   with open(os.path.join(root, "train", checkpoints.MODEL_CONFIG_FILE)) as f:
     assert json.load(f)["model_config"]["quantize_delay_step"] == DELAY
-  saved = checkpoints.read_model_config(str(root / "train"))
-  model = deeplab_model.build_deeplab_model(
-      checkpoints.inference_model_config(saved))
+  model = deeplab_model.build_deeplab_model(checkpoints.inference_model_config(
+      checkpoints.read_model_config(str(root / "train"))))
   assert quantize.is_quantized(model)
-  checkpoints.restore_model(model, str(root / "train"))  # Strict.
+  checkpoints.restore_model(model, str(root / "train"))
   for ours, theirs in zip(quantize.quantizers(model),
                           quantize.quantizers(runner.model)):
     assert ours.max.numpy() == theirs.max.numpy()
 
-
-def test_int8_tflite_from_learned_ranges_is_full_integer(qat_run):
-  root, runner = qat_run
-  model = runner.model
   data = tflite_export.convert(model, (SIZE, SIZE), "int8")  # No images.
   interpreter = tf.lite.Interpreter(model_content=data)
   ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
@@ -100,10 +100,9 @@ def test_int8_tflite_from_learned_ranges_is_full_integer(qat_run):
     f.write(data)
   tflite = predictors.TFLitePredictor(path)
   assert tflite.quantized
-  keras_predictor = predictors.KerasPredictor(model)
   image = np.random.default_rng(0).uniform(0, 255, (SIZE, SIZE, 3))
-  _, expected = keras_predictor(image.astype(np.float32))
+  _, expected = predictors.KerasPredictor(model)(image.astype(np.float32))
   _, probabilities = tflite(image)
-  # The fake-quant graph simulates the int8 one: same probabilities up to
-  # a few output steps (1/256) of rounding.
+  # The fake-quant graph simulates the int8 one: the same probabilities up
+  # to a few output steps (1/256) of rounding.
   assert np.abs(probabilities - expected).max() < 8 / 256
