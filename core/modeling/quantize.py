@@ -19,7 +19,7 @@ thing to a built DeepLab model, in place:
   the graph the TFLite converter turns into one int8 conv;
 * activations are fake-quantized (`FakeQuant`, moving-average ranges) at
   the output of every top-level layer except a conv that a BatchNorm
-  follows and a BatchNorm that an activation follows (they fuse), at the
+  follows and a BatchNorm that a ReLU follows (they fuse), at the
   output of every `ConvBNReLU` / `SplitSeparableConv2D`, at the raw image
   input (fixed range 0..255), and at the input of any conv whose input is
   not one of those outputs (a pooled mean, a concatenation, a depthwise
@@ -58,7 +58,6 @@ PIXEL_RANGE = (0.0, 255.0)
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 # Composite blocks whose output is post-activation: quantized as a whole.
 _BLOCK_TYPES = (deeplab_layers.ConvBNReLU, deeplab_layers.SplitSeparableConv2D)
-_ACTIVATION_TYPES = (keras.layers.ReLU, keras.layers.Activation)
 # The attribute that marks a rewritten model (holds a `_State`).
 _STATE_ATTRIBUTE = "_deeplab_quantization"
 # Input size of the probe that finds which tensors feed which layer.
@@ -328,10 +327,22 @@ def _probe(model: keras.Model) -> List[Tuple[keras.layers.Layer, int, int]]:
   return events
 
 
+def _fuses(layer) -> bool:
+  """Whether TFLite fuses activation `layer` into the conv before it (ReLU,
+  ReLU6), so the conv's own output needs no range; hard-swish and the like
+  are separate int8 ops, which need their input's range."""
+  if isinstance(layer, keras.layers.ReLU):
+    return (not layer.negative_slope and not layer.threshold and
+            layer.max_value in (None, 6.0))
+  if isinstance(layer, keras.layers.Activation):
+    return getattr(layer.activation, "__name__", "") in ("relu", "relu6")
+  return False
+
+
 def _top_level_output_layers(model: keras.Model) -> List[keras.layers.Layer]:
   """Top-level layers whose output gets a quantizer: all but convs that a
-  BatchNorm follows and BatchNorms that an activation follows (they fuse),
-  and the input."""
+  BatchNorm follows and BatchNorms that a ReLU follows (they fuse), and the
+  input."""
   chosen = []
   for layer in model.layers:
     if isinstance(layer, keras.layers.InputLayer):
@@ -341,8 +352,7 @@ def _top_level_output_layers(model: keras.Model) -> List[keras.layers.Layer]:
     if isinstance(layer, _CONV_TYPES) and isinstance(
         single, keras.layers.BatchNormalization):
       continue
-    if isinstance(layer, keras.layers.BatchNormalization) and isinstance(
-        single, _ACTIVATION_TYPES):
+    if isinstance(layer, keras.layers.BatchNormalization) and _fuses(single):
       continue
     chosen.append(layer)
   return chosen
