@@ -20,10 +20,12 @@ thing to a built DeepLab model, in place:
 * activations are fake-quantized (`FakeQuant`, moving-average ranges) at
   the output of every top-level layer except a conv that a BatchNorm
   follows and a BatchNorm that a ReLU follows (they fuse), at the
-  output of every `ConvBNReLU` / `SplitSeparableConv2D`, at the raw image
+  output of every `ConvBNReLU` / `SplitSeparableConv2D` (once: ASPP and
+  the decoder, which end in one, get no second range), at the raw image
   input (fixed range 0..255), and at the input of any conv whose input is
   not one of those outputs (a pooled mean, a concatenation, a depthwise
-  output inside a separable conv).
+  output inside a separable conv);
+* the image preprocessing becomes a 1x1 conv, so that it runs int8 too.
 
 The layers, their names and their variables stay those of the float model,
 so a float checkpoint restores into a quantized model (only the new range
