@@ -5,28 +5,33 @@ atomically (written aside, renamed when complete). It holds:
 
 * the SavedModel: `serving_default` takes `ImageTensor`, a uint8 batch
   [B, H, W, 3] of any size, and returns `semantic_predictions` (int32 labels
-  at the input size) and `probabilities`; `serving_encoded` takes
-  `image_bytes`, encoded JPEG/PNG strings, for REST clients;
+  at the input size); `serving_encoded` takes `image_bytes`, encoded
+  JPEG/PNG strings, for REST clients;
 * and, per --export_formats:
   - `frozen_inference_graph.pb`: frozen GraphDef with the official tensor
-    names `ImageTensor:0` -> `SemanticPredictions:0`,
-    `SemanticProbabilities:0`;
+    names `ImageTensor:0` -> `SemanticPredictions:0`;
   - `deeplab_float32.tflite`, `deeplab_float16.tflite`: fixed input
-    --crop_size, float32 pixels in, labels and probabilities out;
-  - `deeplab_int8.tflite`: full-integer, uint8 in and out, calibrated on
-    --representative_dataset_dir / --representative_split, or with the
-    ranges learned by quantization-aware training (a checkpoint trained
-    with --quantize_delay_step: no calibration images);
-  - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels, probabilities
-    and logits out.
+    --crop_size, float32 pixels in, labels out;
+  - `deeplab_int8.tflite`: full-integer (int8 inside), uint8 pixels in,
+    int32 labels out, calibrated on --representative_dataset_dir /
+    --representative_split, or with the ranges learned by
+    quantization-aware training (a checkpoint trained with
+    --quantize_delay_step: no calibration images);
+  - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels out.
+
+Every format returns labels only (the argmax of the upsampled logits, no
+full-resolution softmax) unless --export_probabilities, which adds the
+outputs of earlier versions: `probabilities` (SavedModel, TFLite, and ONNX
+with `logits`; uint8 probabilities only for int8 TFLite) and
+`SemanticProbabilities:0` (frozen graph).
 
 The network is built from the `model_config.json` saved beside the
 checkpoint (`core/checkpoints.py`), so no model flag is needed; a model flag
 that contradicts it is an error (--override_model_config to force it).
 Checkpoints saved without one are built from the model flags, as before.
 
-Pre-processing, multi-scale/flip averaging (--inference_scales,
---add_flipped_images) and softmax live inside every exported graph.
+Pre-processing and multi-scale/flip averaging (--inference_scales,
+--add_flipped_images) live inside every exported graph.
 
 Example:
 
@@ -91,6 +96,10 @@ flags.DEFINE_string("representative_split", "train",
                     "Split of --representative_dataset_dir to calibrate on.")
 flags.DEFINE_integer("num_representative_images", 100,
                      "Images used for int8 calibration.")
+flags.DEFINE_boolean("export_probabilities", False,
+                     "Also output the class probabilities (and ONNX logits), "
+                     "as exports before the lean serving graph did; without "
+                     "it every format outputs labels only.")
 
 
 def _parse_formats(values):
@@ -105,9 +114,11 @@ def _parse_formats(values):
 def make_writers(model, formats, scales, add_flipped_images, crop_size,
                  representative_dir, representative_split,
                  num_representative_images,
-                 mean_pixel=deeplab_layers.UNIT_RANGE_MEAN_RGB):
+                 mean_pixel=deeplab_layers.UNIT_RANGE_MEAN_RGB,
+                 with_probabilities=False):
   """{file name: write(path)} for every non-SavedModel format; int8
-  calibration images are padded with `mean_pixel` (the variant's)."""
+  calibration images are padded with `mean_pixel` (the variant's);
+  `with_probabilities` (--export_probabilities) adds probabilities."""
   writers = {}
   needs_size = [f for f in formats if f.startswith("tflite")]
   if needs_size and not crop_size:
@@ -123,11 +134,12 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
     if export_format == "frozen_graph":
       writers[FILE_NAMES[export_format]] = (
           lambda path: frozen_graph.write_frozen_graph(
-              model, path, scales, add_flipped_images))
+              model, path, scales, add_flipped_images, with_probabilities))
     elif export_format == "onnx":
       writers[FILE_NAMES[export_format]] = (
-          lambda path: onnx_export.write_onnx(model, path, scales,
-                                              add_flipped_images))
+          lambda path: onnx_export.write_onnx(
+              model, path, scales, add_flipped_images,
+              with_probabilities=with_probabilities))
     elif export_format.startswith("tflite"):
       quantization = export_format.split("_", 1)[1]
 
@@ -138,7 +150,8 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
               representative_dir, representative_split, crop_size,
               num_representative_images, mean_pixel=mean_pixel)
         data = tflite_export.convert(model, crop_size, quantization, images,
-                                     scales, add_flipped_images)
+                                     scales, add_flipped_images,
+                                     with_probabilities=with_probabilities)
         with open(path, "wb") as f:  # Inside the temporary version folder.
           f.write(data)
 
@@ -181,10 +194,12 @@ def main(argv):
                          FLAGS.representative_dataset_dir,
                          FLAGS.representative_split,
                          FLAGS.num_representative_images,
-                         model.get_layer("preprocess").mean_pixel)
+                         model.get_layer("preprocess").mean_pixel,
+                         FLAGS.export_probabilities)
   path = saved_model.export_saved_model(
       model, FLAGS.export_path, version=version, scales=scales,
-      add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers)
+      add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers,
+      with_probabilities=FLAGS.export_probabilities)
   logging.info("Exported %s", path)
   print(f"Exported SavedModel to {path}")
   for name in ["saved_model.pb", *writers]:

@@ -3,7 +3,10 @@
 A `Predictor` maps one uint8 RGB image [H, W, 3] to labels [H, W] and
 probabilities [H, W, C] at the image's size, whatever it runs: the Keras
 model of a checkpoint, a SavedModel, a frozen graph, a TFLite file or an
-ONNX file. `load_predictor(path)` picks the runner from the path.
+ONNX file. `load_predictor(path)` picks the runner from the path. Exports
+are lean by default (labels only, export_model.py without
+--export_probabilities): their predictors return None for the
+probabilities and have `has_probabilities` False.
 
 Example:
 
@@ -24,7 +27,7 @@ from deeplab.core.export import tflite_export
 from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling import multiscale
 
-Prediction = Tuple[np.ndarray, np.ndarray]
+Prediction = Tuple[np.ndarray, Optional[np.ndarray]]
 
 
 class Predictor:
@@ -33,12 +36,16 @@ class Predictor:
   Attributes:
     name: Short name of the format, used in reports (`keras`, `saved_model`,
       `frozen_graph`, `tflite_float32`, `tflite_int8`, `onnx`, ...).
+    has_probabilities: False for a lean export, whose probabilities are
+      None.
   """
 
   name = "model"
+  has_probabilities = True
 
   def __call__(self, image: np.ndarray) -> Prediction:
-    """Segments uint8 [H, W, 3]; returns int32 [H, W] and float32 [H, W, C]."""
+    """Segments uint8 [H, W, 3]; returns int32 [H, W] and float32 [H, W, C]
+    (None when the export has no probabilities)."""
     raise NotImplementedError
 
   def predict_batch(self, images: Sequence[np.ndarray]) -> list:
@@ -53,6 +60,13 @@ class Predictor:
 
 def _same_size(images) -> bool:
   return len({np.shape(image) for image in images}) == 1
+
+
+def _split_batch(labels, probabilities) -> list:
+  """[(labels, probabilities or None)] per image of a batch."""
+  if probabilities is None:
+    return [(image_labels, None) for image_labels in labels]
+  return list(zip(labels, np.asarray(probabilities)))
 
 
 class KerasPredictor(Predictor):
@@ -99,6 +113,8 @@ class SavedModelPredictor(Predictor):
   def __init__(self, path: str):
     self._loaded = tf.saved_model.load(saved_model.resolve_saved_model_dir(path))
     self._signature = self._loaded.signatures[saved_model.SERVING_SIGNATURE]
+    self.has_probabilities = (saved_model.PROBABILITIES in
+                              self._signature.structured_outputs)
 
   def __call__(self, image):
     return self.predict_batch([image])[0]
@@ -108,8 +124,8 @@ class SavedModelPredictor(Predictor):
       return [self(image) for image in images]
     outputs = self._signature(ImageTensor=tf.constant(np.stack(images),
                                                       tf.uint8))
-    return list(zip(outputs["semantic_predictions"].numpy(),
-                    outputs["probabilities"].numpy()))
+    return _split_batch(outputs[saved_model.LABELS].numpy(),
+                        outputs.get(saved_model.PROBABILITIES))
 
 
 class FrozenGraphPredictor(Predictor):
@@ -119,10 +135,11 @@ class FrozenGraphPredictor(Predictor):
 
   def __init__(self, path: str):
     self._run = frozen_graph.load_frozen_graph(path)
+    self.has_probabilities = self._run.has_probabilities
 
   def __call__(self, image):
     labels, probabilities = self._run(np.asarray(image, np.uint8)[None])
-    return labels[0], probabilities[0]
+    return labels[0], None if probabilities is None else probabilities[0]
 
 
 def _tflite_interpreter(path: str):
@@ -133,12 +150,29 @@ def _tflite_interpreter(path: str):
   return Interpreter(model_path=path)
 
 
+def _dequantize(values: np.ndarray, details) -> np.ndarray:
+  """Float values of a (u)int8 tensor, by its quantization parameters."""
+  if values.dtype not in (np.uint8, np.int8):
+    return values.astype(np.float32)
+  scale, zero_point = details["quantization"]
+  return (values.astype(np.float32) - zero_point) * scale
+
+
+def _resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Labels [h, w] to [height, width], as official `resize_prediction`."""
+  return tf.raw_ops.ResizeNearestNeighbor(
+      images=labels[None, :, :, None], size=[height, width],
+      align_corners=True)[0, :, :, 0].numpy()
+
+
 class TFLitePredictor(Predictor):
   """Runs a `.tflite` model of fixed input size.
 
   An image is shrunk (if larger) and padded with the mean pixel to the
-  model's input size; the probabilities of the image region are resized
-  back to the image's size. uint8 inputs and outputs are (de)quantized with
+  model's input size. With probabilities in the model, those of the image
+  region are resized back to the image's size (bilinear) and give the
+  labels; a lean model's labels are cropped and, for a shrunk image,
+  resized back (nearest). uint8 inputs and outputs are (de)quantized with
   the model's parameters.
   """
 
@@ -152,7 +186,10 @@ class TFLitePredictor(Predictor):
     self._input = self._interpreter.get_input_details()[0]
     self.height, self.width = (int(s) for s in self._input["shape"][1:3])
     outputs = self._interpreter.get_output_details()
-    self._probabilities = next(o for o in outputs if len(o["shape"]) == 4)
+    self._probabilities = next((o for o in outputs if len(o["shape"]) == 4),
+                               None)
+    self._labels = next((o for o in outputs if len(o["shape"]) == 3), None)
+    self.has_probabilities = self._probabilities is not None
     self.quantized = self._input["dtype"] == np.uint8
     self.name = "tflite_int8" if self.quantized else "tflite"
     base = os.path.basename(path)
@@ -160,9 +197,8 @@ class TFLitePredictor(Predictor):
       if quantization in base:
         self.name = f"tflite_{quantization}"
 
-  def __call__(self, image):
-    height, width = image.shape[:2]
-    canvas, (valid_height, valid_width) = tflite_export.fit_to_canvas(
+  def _invoke(self, image):
+    canvas, valid = tflite_export.fit_to_canvas(
         image, self.height, self.width, self._mean_pixel)
     if self.quantized:
       scale, zero_point = self._input["quantization"]
@@ -170,11 +206,19 @@ class TFLitePredictor(Predictor):
     self._interpreter.set_tensor(self._input["index"],
                                  canvas[None].astype(self._input["dtype"]))
     self._interpreter.invoke()
-    probabilities = self._interpreter.get_tensor(
-        self._probabilities["index"])[0]
-    if self._probabilities["dtype"] == np.uint8:
-      scale, zero_point = self._probabilities["quantization"]
-      probabilities = (probabilities.astype(np.float32) - zero_point) * scale
+    return valid
+
+  def __call__(self, image):
+    height, width = image.shape[:2]
+    valid_height, valid_width = self._invoke(image)
+    if not self.has_probabilities:
+      labels = self._interpreter.get_tensor(self._labels["index"])[0]
+      labels = labels[:valid_height, :valid_width].astype(np.int32)
+      if (valid_height, valid_width) != (height, width):
+        labels = _resize_nearest(labels, height, width)
+      return labels, None
+    probabilities = _dequantize(self._interpreter.get_tensor(
+        self._probabilities["index"])[0], self._probabilities)
     probabilities = probabilities[:valid_height, :valid_width]
     if (valid_height, valid_width) != (height, width):
       probabilities = tf.raw_ops.ResizeBilinear(
@@ -185,7 +229,7 @@ class TFLitePredictor(Predictor):
 
 
 class OnnxPredictor(Predictor):
-  """Runs an ONNX model with onnxruntime (CPU)."""
+  """Runs an ONNX model with onnxruntime (CPU), all graph optimisations on."""
 
   name = "onnx"
 
@@ -195,9 +239,14 @@ class OnnxPredictor(Predictor):
     except ImportError:
       raise ValueError("Running ONNX models needs onnxruntime: pip install "
                        "'deeplab[export]'.") from None
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = (
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
     self._session = onnxruntime.InferenceSession(
-        path, providers=["CPUExecutionProvider"])
+        path, options, providers=["CPUExecutionProvider"])
     self._input = self._session.get_inputs()[0].name
+    self._outputs = [o.name for o in self._session.get_outputs()]
+    self.has_probabilities = saved_model.PROBABILITIES in self._outputs
 
   def _run(self, image, names):
     return self._session.run(names, {self._input: np.asarray(
@@ -209,13 +258,15 @@ class OnnxPredictor(Predictor):
   def predict_batch(self, images):
     if len(images) > 1 and not _same_size(images):
       return [self(image) for image in images]
-    labels, probabilities = self._session.run(
-        ["semantic_predictions", "probabilities"],
-        {self._input: np.stack(images).astype(np.uint8)})
-    return list(zip(labels, probabilities))
+    names = list(saved_model.output_keys(self.has_probabilities))
+    outputs = self._session.run(
+        names, {self._input: np.stack(images).astype(np.uint8)})
+    return _split_batch(outputs[0], outputs[1] if len(outputs) > 1 else None)
 
   def logits(self, image):
-    return self._run(image, ["logits"])[0][0]
+    if saved_model.LOGITS not in self._outputs:
+      return None
+    return self._run(image, [saved_model.LOGITS])[0][0]
 
 
 def load_predictor(path: str,

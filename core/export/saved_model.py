@@ -2,15 +2,15 @@
 
 The exported graph holds the whole job: it takes uint8 pixels of any size,
 applies the variant's preprocessing (inside the Keras model), and returns
-per-pixel labels at the input size plus the class probabilities. This
-mirrors official DeepLab's `export_model.py` (`ImageTensor` in,
-`SemanticPredictions` out).
+per-pixel labels at the input size, and the class probabilities only when
+asked for. This mirrors official DeepLab's `export_model.py` (`ImageTensor`
+in, `SemanticPredictions` out, `SemanticProbabilities` separately).
 """
 
 import os
 import re
 import shutil
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import keras
@@ -24,33 +24,56 @@ SERVING_SIGNATURE = "serving_default"
 ENCODED_SIGNATURE = "serving_encoded"
 
 
+LABELS = "semantic_predictions"
+PROBABILITIES = "probabilities"
+LOGITS = "logits"
+
+
 def inference_outputs(model: keras.Model, images: tf.Tensor,
                       scales: Sequence[float] = (1.0,),
-                      add_flipped_images: bool = False
+                      add_flipped_images: bool = False,
+                      with_probabilities: bool = True
                       ) -> Dict[str, tf.Tensor]:
-  """The exported computation: raw pixels in, labels and probabilities out.
+  """The exported computation: raw pixels in, labels (and probabilities) out.
 
   Every export format (SavedModel, frozen graph, TFLite, ONNX) traces this
-  one function, so they all compute the same thing.
+  one function, so they all compute the same thing. A single pass takes
+  the labels as the argmax of the upsampled logits, as official
+  `predict_labels` does: softmax is monotonic, so a lean graph
+  (`with_probabilities=False`) never computes it at full resolution.
+  Multi-scale and flipped inference average probabilities (official
+  `predict_labels_multi_scale`), so their labels need the softmax anyway.
 
   Args:
     model: Keras model mapping float32 pixels (0..255) to logits.
     images: uint8 or float [B, H, W, 3] pixels.
     scales: Inference scales (official `inference_scales`).
     add_flipped_images: Also average left-right flipped inputs.
+    with_probabilities: Also return `probabilities` and `logits`.
 
   Returns:
-    `semantic_predictions` int32 [B, H, W], `probabilities` and `logits`
-    float32 [B, H, W, C] (see `multiscale.predict` for multi-scale logits).
+    `semantic_predictions` int32 [B, H, W]; with `with_probabilities`,
+    `probabilities` and `logits` float32 [B, H, W, C] (see
+    `multiscale.predict` for multi-scale logits).
   """
+  if multiscale.is_single_pass(scales, add_flipped_images):
+    logits = multiscale.upsampled_logits(model, images)
+    outputs = {LABELS: tf.argmax(logits, -1, output_type=tf.int32)}
+    if with_probabilities:
+      outputs.update({PROBABILITIES: tf.nn.softmax(logits, axis=-1),
+                      LOGITS: logits})
+    return outputs
   probabilities, logits = multiscale.predict(
       model, tf.cast(images, tf.float32), scales, add_flipped_images)
-  return {
-      "semantic_predictions": tf.argmax(probabilities, -1,
-                                        output_type=tf.int32),
-      "probabilities": probabilities,
-      "logits": logits,
-  }
+  outputs = {LABELS: tf.argmax(probabilities, -1, output_type=tf.int32)}
+  if with_probabilities:
+    outputs.update({PROBABILITIES: probabilities, LOGITS: logits})
+  return outputs
+
+
+def output_keys(with_probabilities: bool) -> Tuple[str, ...]:
+  """The outputs of a lean (`semantic_predictions`) or full export."""
+  return (LABELS, PROBABILITIES) if with_probabilities else (LABELS,)
 
 
 IMAGE_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="ImageTensor")
@@ -58,7 +81,8 @@ ENCODED_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
 
 
 def serving_functions(model: keras.Model, scales: Sequence[float] = (1.0,),
-                      add_flipped_images: bool = False
+                      add_flipped_images: bool = False,
+                      with_probabilities: bool = False
                       ) -> Dict[str, Callable]:
   """The SavedModel's two signatures, as Python functions.
 
@@ -66,21 +90,25 @@ def serving_functions(model: keras.Model, scales: Sequence[float] = (1.0,),
   size; `serving_encoded` takes `image_bytes`, a string batch of encoded
   JPEG/PNG/BMP/GIF images of one size (TF Serving's REST API base64-decodes
   inputs whose name ends in `_bytes`). Both return `semantic_predictions`
-  (int32 [B, H, W] labels at the input size) and `probabilities` (float32
-  [B, H, W, C]).
+  (int32 [B, H, W] labels at the input size) and, with
+  `with_probabilities` (export_model.py --export_probabilities),
+  `probabilities` (float32 [B, H, W, C]): the lean default skips the
+  full-resolution softmax and a C-times larger response.
 
   Args:
     model: Keras model mapping float32 [B, H, W, 3] pixels (0..255) to
       logits [B, H, W, C].
     scales: Inference scales baked into the export.
     add_flipped_images: Also average left-right flipped inputs.
+    with_probabilities: Also serve `probabilities`.
   """
   scales = multiscale.validate_scales(scales, "inference_scales")
+  keys = output_keys(with_probabilities)
 
   def outputs(images):
-    results = inference_outputs(model, images, scales, add_flipped_images)
-    return {key: results[key]
-            for key in ("semantic_predictions", "probabilities")}
+    results = inference_outputs(model, images, scales, add_flipped_images,
+                                with_probabilities)
+    return {key: results[key] for key in keys}
 
   def serve_encoded(image_bytes):
     images = tf.map_fn(
@@ -111,7 +139,8 @@ def export_saved_model(model: keras.Model, export_path: str,
                        scales: Sequence[float] = (1.0,),
                        add_flipped_images: bool = False,
                        extra_writers: Optional[
-                           Dict[str, Callable[[str], None]]] = None) -> str:
+                           Dict[str, Callable[[str], None]]] = None,
+                       with_probabilities: bool = False) -> str:
   """Writes `export_path/<version>/`, atomically.
 
   The SavedModel (and any extra artifacts) is written to a temporary folder
@@ -127,6 +156,8 @@ def export_saved_model(model: keras.Model, export_path: str,
     add_flipped_images: Also average left-right flipped inputs.
     extra_writers: file name -> `write(path)`, for other formats written
       into the same version folder (frozen graph, TFLite, ONNX).
+    with_probabilities: Also serve `probabilities` (see
+      `serving_functions`); the default serves labels only.
 
   Returns:
     The path of the written version.
@@ -158,7 +189,8 @@ def export_saved_model(model: keras.Model, export_path: str,
   # ExportArchive works but stores every variable twice.
   module = tf.Module()
   module.variables_to_serve = [v.value for v in model.variables]
-  functions = serving_functions(model, scales, add_flipped_images)
+  functions = serving_functions(model, scales, add_flipped_images,
+                                with_probabilities)
   module.serve = tf.function(functions[SERVING_SIGNATURE],
                              input_signature=[IMAGE_SPEC])
   module.serve_encoded = tf.function(functions[ENCODED_SIGNATURE],

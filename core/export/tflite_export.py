@@ -2,11 +2,18 @@
 
 The converted graph is the frozen inference function of
 `core.frozen_graph` (pre-processing, network, multi-scale averaging and
-softmax inside), traced for a fixed input size: TFLite wants static shapes,
-and full-integer quantization needs them. Input: pixels [1, H, W, 3]
-(float32 0..255 for float models; uint8 for int8, whose input scale is 1).
-Outputs: `probabilities` [1, H, W, C] (uint8 for int8) and, for float
-models, `semantic_predictions` int32 [1, H, W].
+the argmax inside), traced for a fixed input size: TFLite wants static
+shapes, and full-integer quantization needs them. Input: pixels
+[1, H, W, 3] (float32 0..255 for float models; uint8 for int8, whose input
+scale is 1). Output: `semantic_predictions` int32 [1, H, W]; with
+`with_probabilities`, also `probabilities` [1, H, W, C] (for int8:
+uint8 probabilities only, as before the lean graph).
+
+The lean int8 graph is integer from end to end: uint8 pixels, int8
+preprocessing, convolutions, resizes and ARG_MAX (TFLite's kernels take
+int8), int32 labels out, so no DEQUANTIZE/QUANTIZE float round trip is
+left; int8 probabilities would need a uint8 interface, which an int32
+argmax cannot share, hence probabilities alone there.
 
 Converting a plain `tf.Module` SavedModel gives an empty model that outputs
 NaN (see TRAPS.md), hence the frozen concrete function.
@@ -26,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab.core.export import frozen_graph
+from deeplab.core.export import saved_model
 from deeplab.core.modeling import quantize
 from deeplab.datasets import tfrecord_io
 
@@ -93,19 +101,22 @@ def convert(model: keras.Model, input_size: Tuple[int, int],
             quantization: str = "float32",
             representative_images: Optional[Iterable[np.ndarray]] = None,
             scales: Sequence[float] = (1.0,),
-            add_flipped_images: bool = False) -> bytes:
+            add_flipped_images: bool = False,
+            with_probabilities: bool = False) -> bytes:
   """Converts the inference function to a TFLite flatbuffer.
 
   Args:
     model: The Keras DeepLab model.
     input_size: (height, width) of the model's fixed input.
     quantization: `float32`, `float16` (weights stored as float16) or
-      `int8` (full integer, uint8 input and output).
+      `int8` (full integer, uint8 input, int32 labels or uint8
+      probabilities out).
     representative_images: float32 [H, W, 3] pixel arrays (0..255) for
       int8 calibration; required for int8, unless `model` is
       quantization-aware trained (`quantize.is_quantized`).
     scales: Inference scales baked into the graph.
     add_flipped_images: Also average left-right flipped inputs.
+    with_probabilities: Output probabilities (see the module docstring).
 
   Returns:
     The `.tflite` bytes.
@@ -117,10 +128,9 @@ def convert(model: keras.Model, input_size: Tuple[int, int],
     raise ValueError(f"Unknown TFLite quantization {quantization!r}; "
                      f"expected one of {list(QUANTIZATIONS)}.")
   height, width = (int(s) for s in input_size)
-  # Full-integer graphs keep only the (uint8) probabilities: the converter
-  # makes every output uint8, which an int32 argmax cannot be.
-  outputs = (("probabilities",) if quantization == "int8" else
-             ("semantic_predictions", "probabilities"))
+  outputs = saved_model.output_keys(with_probabilities)
+  if quantization == "int8" and with_probabilities:
+    outputs = (saved_model.PROBABILITIES,)
   function = frozen_graph.frozen_function(
       model, tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
       scales, add_flipped_images, output_keys=outputs)
@@ -147,7 +157,8 @@ def convert(model: keras.Model, input_size: Tuple[int, int],
     converter.target_spec.supported_ops = [
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
+    if with_probabilities:
+      converter.inference_output_type = tf.uint8
   data = converter.convert()
   logging.info("Converted TFLite %s model: %.1f MB", quantization,
                len(data) / 2**20)

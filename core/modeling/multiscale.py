@@ -118,6 +118,22 @@ def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
                                    half_pixel_centers=False)
 
 
+def upsampled_logits(model, images: tf.Tensor) -> tf.Tensor:
+  """One forward pass: float32 logits [B, H, W, C] at the input size.
+
+  The labels are their argmax: softmax is monotonic, so serving graphs that
+  want labels only skip it (official `predict_labels` also takes the argmax
+  of the resized logits).
+  """
+  images = tf.cast(images, tf.float32)
+  logits = deeplab_model.main_logits(model(images, training=False))
+  if logits_model(model) is not None:
+    # Ours end in `upsample_logits`, at the input size already: a second
+    # (identity) resize would cost a full-resolution pass in every format.
+    return logits
+  return _resize(logits, tf.shape(images)[1:3])
+
+
 def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
             add_flipped_images: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
   """Runs `model` over scales and flips; averages the softmax.
@@ -139,8 +155,7 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
   images = tf.cast(images, tf.float32)
   size = tf.shape(images)[1:3]
   if is_single_pass(scales, add_flipped_images):
-    logits = deeplab_model.main_logits(model(images, training=False))
-    logits = _resize(logits, size)
+    logits = upsampled_logits(model, images)
     return tf.nn.softmax(logits, axis=-1), logits
 
   logits_and_stride = logits_model(model)
