@@ -11,7 +11,7 @@ all from one confusion matrix accumulated on device. Writes to
   contradicting one is an error unless --override_model_config), or from
   the model flags for checkpoints saved without one.
 * `--model_path` (repeatable): exported models (SavedModel folder, frozen
-  graph `.pb`, `.tflite`, `.onnx`), each run on every image at full size;
+  graph `.pb`, `.tflite`, `.onnx`, `.mnn`), each run on every image at full size;
   with several models (and a checkpoint), their figures are reported side
   by side in `metrics.json["formats"]` and on stdout.
 * `--eval_scales` / `--add_flipped_images`: multi-scale and flip inference

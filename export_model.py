@@ -17,7 +17,9 @@ atomically (written aside, renamed when complete). It holds:
     --representative_split, or with the ranges learned by
     quantization-aware training (a checkpoint trained with
     --quantize_delay_step: no calibration images);
-  - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels out.
+  - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels out;
+  - `deeplab_float32.mnn` (MNN, from ONNX): fixed input --crop_size,
+    float32 NCHW pixels in, labels out.
 
 Every format returns labels only (the argmax of the upsampled logits, no
 full-resolution softmax) unless --export_probabilities, which adds the
@@ -38,7 +40,7 @@ Example:
   python -m deeplab.export_model \\
     --checkpoint_path=/runs/voc --export_path=/models/deeplab \\
     --crop_size=513,513 \\
-    --export_formats=saved_model,frozen_graph,tflite_float32,tflite_int8,onnx \\
+    --export_formats=saved_model,frozen_graph,tflite_float32,tflite_int8,onnx,mnn_float32 \\
     --representative_dataset_dir=/data/voc/tfrecord
 """
 
@@ -50,6 +52,7 @@ from absl import logging
 from deeplab import common_flags
 from deeplab.core import checkpoints
 from deeplab.core.export import frozen_graph
+from deeplab.core.export import mnn_export
 from deeplab.core.export import onnx_export
 from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
@@ -61,13 +64,14 @@ from deeplab.core.modeling import quantize
 FLAGS = flags.FLAGS
 
 EXPORT_FORMATS = ("saved_model", "frozen_graph", "tflite_float32",
-                  "tflite_float16", "tflite_int8", "onnx")
+                  "tflite_float16", "tflite_int8", "onnx", "mnn_float32")
 FILE_NAMES = {
     "frozen_graph": frozen_graph.FROZEN_GRAPH_NAME,
     "tflite_float32": "deeplab_float32.tflite",
     "tflite_float16": "deeplab_float16.tflite",
     "tflite_int8": "deeplab_int8.tflite",
     "onnx": "deeplab.onnx",
+    "mnn_float32": "deeplab_float32.mnn",
 }
 
 flags.DEFINE_string("checkpoint_path", None,
@@ -120,10 +124,12 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
   calibration images are padded with `mean_pixel` (the variant's);
   `with_probabilities` (--export_probabilities) adds probabilities."""
   writers = {}
-  needs_size = [f for f in formats if f.startswith("tflite")]
+  needs_size = [f for f in formats if f.startswith(("tflite", "mnn"))]
   if needs_size and not crop_size:
-    raise ValueError(f"{needs_size} need --crop_size (the fixed TFLite "
+    raise ValueError(f"{needs_size} need --crop_size (the fixed TFLite/MNN "
                      "input 'height,width').")
+  if "mnn_float32" in formats:
+    mnn_export.require_mnn()  # Before the slow conversions.
   if ("tflite_int8" in formats and not representative_dir and
       not quantize.is_quantized(model)):
     raise ValueError("tflite_int8 needs --representative_dataset_dir (a "
@@ -140,6 +146,11 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
           lambda path: onnx_export.write_onnx(
               model, path, scales, add_flipped_images,
               with_probabilities=with_probabilities))
+    elif export_format == "mnn_float32":
+      writers[FILE_NAMES[export_format]] = (
+          lambda path: mnn_export.write_mnn(
+              model, path, crop_size, "float32", scales, add_flipped_images,
+              with_probabilities))
     elif export_format.startswith("tflite"):
       quantization = export_format.split("_", 1)[1]
 

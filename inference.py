@@ -1,7 +1,7 @@
 """Segments images, videos or a webcam with an exported DeepLab model.
 
 --model_path takes any export: a SavedModel (version or base folder), a
-frozen graph `.pb`, a `.tflite` or an `.onnx` file.
+frozen graph `.pb`, a `.tflite`, an `.onnx` or an `.mnn` file.
 
 Images (files, folders, globs; --input is repeatable): for each image it
 writes `<name>.png`, a palette PNG of the class ids (the VOC label format,
@@ -348,6 +348,11 @@ def main(argv):
   files = list_images(FLAGS.input or [])
   descriptor = common_flags.dataset_descriptor_from_flags()
   predictor = predictors.load_predictor(FLAGS.model_path)
+  if (FLAGS.save_probabilities or FLAGS.crf) and not predictor.has_probabilities:
+    raise ValueError(
+        f"--save_probabilities and --crf need probabilities, which "
+        f"--model_path {FLAGS.model_path!r} does not output (a lean export): "
+        "re-export it with export_model.py --export_probabilities.")
   images = [f for f in files if not is_video(f)]
   failures = None if FLAGS.fail_fast else []
   written = segment_files(

@@ -52,13 +52,15 @@ setuptools.setup(
         "cityscapesscripts",
     ],
     extras_require={
-        "export": ["tf2onnx~=1.17", "onnxruntime", "ai-edge-litert"],
+        "export": ["tf2onnx~=1.17", "onnxruntime", "ai-edge-litert",
+                   "mnn~=3.6"],
         "crf": ["pydensecrf2"],
         "video": ["opencv-python-headless"],
         "serving": ["tensorflow-serving-api~=2.21.0"],
         # Tests exercise every export format and video input.
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "tf2onnx~=1.17", "onnxruntime",
-                 "ai-edge-litert", "opencv-python-headless",
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "tf2onnx~=1.17",
+                 "onnxruntime", "ai-edge-litert", "mnn~=3.6",
+                 "opencv-python-headless",
                  "tensorflow-serving-api~=2.21.0"],
     },
     entry_points={

@@ -59,6 +59,23 @@ def write_onnx(model: keras.Model, path: str,
   Raises:
     ValueError: when tf2onnx is not installed.
   """
+  proto = convert(model, tf.TensorSpec([None, None, None, 3], tf.uint8,
+                                       name=INPUT_NAME),
+                  scales, add_flipped_images, opset, with_probabilities)
+  io_utils.atomic_write_bytes(path, proto.SerializeToString())
+  return path
+
+
+def convert(model: keras.Model, input_spec: tf.TensorSpec,
+            scales: Sequence[float] = (1.0,),
+            add_flipped_images: bool = False, opset: int = OPSET,
+            with_probabilities: bool = False, input_as_nchw: bool = False):
+  """The inference function for `input_spec` as an ONNX `ModelProto`.
+
+  `write_onnx` uses uint8 NHWC pixels of any size; the MNN export a
+  float32 NCHW input of fixed size (`input_as_nchw`: what MNN's
+  calibration feeds). Other arguments as in `write_onnx`.
+  """
   tf2onnx = _require_tf2onnx()
   keys = ((saved_model.LABELS, saved_model.PROBABILITIES, saved_model.LOGITS)
           if with_probabilities else (saved_model.LABELS,))
@@ -71,13 +88,10 @@ def write_onnx(model: keras.Model, path: str,
     return {key: outputs[key] for key in keys}
 
   proto, _ = tf2onnx.convert.from_function(
-      infer,
-      input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
-                                     name=INPUT_NAME)],
-      opset=opset)
+      infer, input_signature=[input_spec], opset=opset,
+      inputs_as_nchw=[f"{input_spec.name}:0"] if input_as_nchw else None)
   softmax_on_last_axis(proto.graph)
-  io_utils.atomic_write_bytes(path, proto.SerializeToString())
-  return path
+  return proto
 
 
 _TO_NHWC = [0, 2, 3, 1]

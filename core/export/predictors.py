@@ -2,8 +2,8 @@
 
 A `Predictor` maps one uint8 RGB image [H, W, 3] to labels [H, W] and
 probabilities [H, W, C] at the image's size, whatever it runs: the Keras
-model of a checkpoint, a SavedModel, a frozen graph, a TFLite file or an
-ONNX file. `load_predictor(path)` picks the runner from the path. Exports
+model of a checkpoint, a SavedModel, a frozen graph, a TFLite, ONNX or
+MNN file. `load_predictor(path)` picks the runner from the path. Exports
 are lean by default (labels only, export_model.py without
 --export_probabilities): their predictors return None for the
 probabilities and have `has_probabilities` False.
@@ -165,22 +165,58 @@ def _resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
       align_corners=True)[0, :, :, 0].numpy()
 
 
-class TFLitePredictor(Predictor):
-  """Runs a `.tflite` model of fixed input size.
+class FixedSizePredictor(Predictor):
+  """Base of the formats with a fixed input size (TFLite, MNN).
 
   An image is shrunk (if larger) and padded with the mean pixel to the
   model's input size. With probabilities in the model, those of the image
   region are resized back to the image's size (bilinear) and give the
   labels; a lean model's labels are cropped and, for a shrunk image,
-  resized back (nearest). uint8 inputs and outputs are (de)quantized with
-  the model's parameters.
+  resized back (nearest). Subclasses set `height`, `width` and
+  `has_probabilities`, and implement `_run`.
+  """
+
+  height = width = 0
+
+  def __init__(self, mean_pixel: Sequence[float]):
+    self._mean_pixel = tuple(mean_pixel)
+
+  def _run(self, canvas: np.ndarray) -> Tuple[Optional[np.ndarray],
+                                              Optional[np.ndarray]]:
+    """float32 [H, W, 3] canvas -> (labels [H, W] or None, float
+    probabilities [H, W, C] or None)."""
+    raise NotImplementedError
+
+  def __call__(self, image):
+    height, width = image.shape[:2]
+    canvas, (valid_height, valid_width) = tflite_export.fit_to_canvas(
+        image, self.height, self.width, self._mean_pixel)
+    labels, probabilities = self._run(canvas)
+    if probabilities is None:
+      labels = labels[:valid_height, :valid_width].astype(np.int32)
+      if (valid_height, valid_width) != (height, width):
+        labels = _resize_nearest(labels, height, width)
+      return labels, None
+    probabilities = probabilities[:valid_height, :valid_width]
+    if (valid_height, valid_width) != (height, width):
+      probabilities = tf.raw_ops.ResizeBilinear(
+          images=probabilities[None], size=[height, width],
+          align_corners=True)[0].numpy()
+    return (np.argmax(probabilities, -1).astype(np.int32),
+            probabilities.astype(np.float32))
+
+
+class TFLitePredictor(FixedSizePredictor):
+  """Runs a `.tflite` model of fixed input size (see `FixedSizePredictor`).
+
+  uint8 inputs and outputs are (de)quantized with the model's parameters.
   """
 
   def __init__(self, path: str,
                mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB):
     """`mean_pixel`: the padding, the model variant's
     `ModelVariant.mean_pixel` (default: that of the [-1, 1] variants)."""
-    self._mean_pixel = tuple(mean_pixel)
+    super().__init__(mean_pixel)
     self._interpreter = _tflite_interpreter(path)
     self._interpreter.allocate_tensors()
     self._input = self._interpreter.get_input_details()[0]
@@ -197,35 +233,60 @@ class TFLitePredictor(Predictor):
       if quantization in base:
         self.name = f"tflite_{quantization}"
 
-  def _invoke(self, image):
-    canvas, valid = tflite_export.fit_to_canvas(
-        image, self.height, self.width, self._mean_pixel)
+  def _run(self, canvas):
     if self.quantized:
       scale, zero_point = self._input["quantization"]
       canvas = np.clip(np.round(canvas / scale + zero_point), 0, 255)
     self._interpreter.set_tensor(self._input["index"],
                                  canvas[None].astype(self._input["dtype"]))
     self._interpreter.invoke()
-    return valid
-
-  def __call__(self, image):
-    height, width = image.shape[:2]
-    valid_height, valid_width = self._invoke(image)
     if not self.has_probabilities:
-      labels = self._interpreter.get_tensor(self._labels["index"])[0]
-      labels = labels[:valid_height, :valid_width].astype(np.int32)
-      if (valid_height, valid_width) != (height, width):
-        labels = _resize_nearest(labels, height, width)
-      return labels, None
-    probabilities = _dequantize(self._interpreter.get_tensor(
+      return self._interpreter.get_tensor(self._labels["index"])[0], None
+    return None, _dequantize(self._interpreter.get_tensor(
         self._probabilities["index"])[0], self._probabilities)
-    probabilities = probabilities[:valid_height, :valid_width]
-    if (valid_height, valid_width) != (height, width):
-      probabilities = tf.raw_ops.ResizeBilinear(
-          images=probabilities[None], size=[height, width],
-          align_corners=True)[0].numpy()
-    return (np.argmax(probabilities, -1).astype(np.int32),
-            probabilities.astype(np.float32))
+
+
+class MnnPredictor(FixedSizePredictor):
+  """Runs an `.mnn` model (`mnn_export`: NCHW float pixels in) of fixed
+  input size on the CPU."""
+
+  def __init__(self, path: str,
+               mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB,
+               num_threads: int = 2):
+    super().__init__(mean_pixel)
+    try:
+      import MNN  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise ValueError("Running MNN models needs the mnn package: pip "
+                       "install 'deeplab[export]'.") from None
+    self._mnn = MNN
+    self._interpreter = MNN.Interpreter(path)
+    self._session = self._interpreter.createSession(
+        {"numThread": int(num_threads)})
+    self._input = self._interpreter.getSessionInput(self._session)
+    self.height, self.width = (int(s) for s in self._input.getShape()[2:4])
+    self._outputs = self._interpreter.getSessionOutputAll(self._session)
+    self.has_probabilities = saved_model.PROBABILITIES in self._outputs
+    base = os.path.basename(path).lower()
+    self.name = "mnn_uint8" if "uint8" in base else "mnn_float32"
+
+  def _fetch(self, name: str) -> np.ndarray:
+    output = self._outputs[name]
+    # The converted graph keeps the ONNX (NHWC) shapes as declared: copy
+    # in the tensor's own layout, no NCHW <-> NHWC conversion.
+    host = self._mnn.Tensor(output, output.getDimensionType())
+    output.copyToHostTensor(host)
+    return np.array(host.getNumpyData())[0]
+
+  def _run(self, canvas):
+    self._input.copyFrom(self._mnn.Tensor(
+        (1, 3, self.height, self.width), self._mnn.Halide_Type_Float,
+        np.ascontiguousarray(canvas.transpose(2, 0, 1)[None], np.float32),
+        self._input.getDimensionType()))
+    self._interpreter.runSession(self._session)
+    if self.has_probabilities:
+      return None, self._fetch(saved_model.PROBABILITIES)
+    return self._fetch(saved_model.LABELS), None
 
 
 class OnnxPredictor(Predictor):
@@ -276,7 +337,7 @@ def load_predictor(path: str,
 
   Args:
     path: A SavedModel folder (a version or its base folder), a frozen
-      graph `.pb`, a `.tflite` or an `.onnx` file.
+      graph `.pb`, a `.tflite`, an `.onnx` or an `.mnn` file.
 
   Raises:
     FileNotFoundError: naming the path, when it does not exist.
@@ -291,10 +352,12 @@ def load_predictor(path: str,
     return TFLitePredictor(path, mean_pixel)
   if lower.endswith(".onnx"):
     return OnnxPredictor(path)
+  if lower.endswith(".mnn"):
+    return MnnPredictor(path, mean_pixel)
   if lower.endswith(".pb"):
     if os.path.basename(lower) == "saved_model.pb":
       return SavedModelPredictor(os.path.dirname(path))
     return FrozenGraphPredictor(path)
   raise ValueError(
       f"--model_path {path!r}: expected a SavedModel folder, a frozen graph "
-      "'.pb', a '.tflite' or an '.onnx' file.")
+      "'.pb', a '.tflite', an '.onnx' or an '.mnn' file.")

@@ -19,10 +19,14 @@ def model(tiny_model_config):
 
 
 def test_saved_model_round_trip_gives_the_keras_labels(model, tmp_path):
-  path = saved_model.export_saved_model(model, str(tmp_path / "export"))
+  path = saved_model.export_saved_model(model, str(tmp_path / "export"),
+                                        with_probabilities=True)
   assert path == str(tmp_path / "export" / "1")
   assert os.listdir(tmp_path / "export") == ["1"]  # No temporary left.
   serving = tf.saved_model.load(path).signatures["serving_default"]
+  # The outputs of exports before the lean graph, for existing clients.
+  assert set(serving.structured_outputs) == {"semantic_predictions",
+                                             "probabilities"}
   rng = np.random.default_rng(1)
   for height, width in [(37, 45), (64, 50)]:
     image = rng.integers(0, 256, (2, height, width, 3), dtype=np.uint8)
@@ -61,7 +65,8 @@ def test_encoded_signature_equals_the_uint8_signature(model, tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   path = saved_model.export_saved_model(model, str(tmp_path / "export"),
                                      scales=(0.75, 1.0),
-                                     add_flipped_images=True)
+                                     add_flipped_images=True,
+                                     with_probabilities=True)
   loaded = tf.saved_model.load(path)
   image = np.random.default_rng(2).integers(0, 256, (29, 35, 3), np.uint8)
   buffer = io.BytesIO()
@@ -78,9 +83,29 @@ def test_encoded_signature_equals_the_uint8_signature(model, tmp_path):
                              atol=1e-4)
 
 
+def test_lean_export_serves_labels_only_with_the_same_inputs(model, tmp_path):
+  """The default export: the same input signatures, labels only, and no
+  Softmax op in the graph; the labels equal the full export's."""
+  path = saved_model.export_saved_model(model, str(tmp_path / "export"))
+  loaded = tf.saved_model.load(path)
+  serve = loaded.signatures[saved_model.SERVING_SIGNATURE]
+  assert list(serve.structured_outputs) == ["semantic_predictions"]
+  assert serve.structured_input_signature[1]["ImageTensor"].dtype == tf.uint8
+  encoded = loaded.signatures[saved_model.ENCODED_SIGNATURE]
+  assert list(encoded.structured_input_signature[1]) == ["image_bytes"]
+  ops = {node.op for f in serve.graph.as_graph_def().library.function
+         for node in f.node_def}
+  assert "ArgMax" in ops and "Softmax" not in ops
+  image = np.random.default_rng(4).integers(0, 256, (2, 33, 41, 3), np.uint8)
+  full = saved_model.inference_outputs(model, image, with_probabilities=True)
+  np.testing.assert_array_equal(serve(ImageTensor=tf.constant(image))[
+      "semantic_predictions"], np.argmax(full["probabilities"], -1))
+
+
 def test_frozen_graph_has_the_official_tensor_names(model, tmp_path):
   from deeplab.core.export import frozen_graph  # pylint: disable=g-import-not-at-top
-  path = frozen_graph.write_frozen_graph(model, str(tmp_path / "f.pb"))
+  path = frozen_graph.write_frozen_graph(model, str(tmp_path / "f.pb"),
+                                         with_probabilities=True)
   graph_def = tf.compat.v1.GraphDef()
   graph_def.ParseFromString(open(path, "rb").read())
   nodes = {node.name: node for node in graph_def.node}
@@ -93,6 +118,10 @@ def test_frozen_graph_has_the_official_tensor_names(model, tmp_path):
   assert labels.shape == (1, 31, 27) and probabilities.shape == (1, 31, 27, 3)
   np.testing.assert_array_equal(
       labels, np.argmax(model(image.astype(np.float32)), -1))
+  lean = frozen_graph.write_frozen_graph(model, str(tmp_path / "lean.pb"))
+  lean_labels, none = frozen_graph.load_frozen_graph(lean)(image)
+  assert none is None
+  np.testing.assert_array_equal(lean_labels, labels)
 
 
 def test_a_non_graph_file_is_a_clear_error(tmp_path):
