@@ -1,17 +1,21 @@
 """Every export format gives the trained Keras model's answer.
 
 One model is trained briefly on a tiny demo dataset (about 30 s), then
-exported to every format; each format is compared with the Keras model
-pixel by pixel, and scored on the val split.
+exported to every format, with probabilities (the outputs of earlier
+exports) and lean (labels only, the default); each format is compared with
+the Keras model pixel by pixel, and scored on the val split.
 """
 
+import collections
 import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from deeplab.core.evaluation import eval_loop
 from deeplab.core.export import frozen_graph
+from deeplab.core.export import mnn_export
 from deeplab.core.export import onnx_export
 from deeplab.core.export import predictors
 from deeplab.core.export import saved_model
@@ -32,25 +36,44 @@ def trained(tmp_path_factory):
   export_dir = root / "export"
   writers = {
       "frozen_inference_graph.pb":
-          lambda p: frozen_graph.write_frozen_graph(model, p),
-      "deeplab.onnx": lambda p: onnx_export.write_onnx(model, p),
+          lambda p: frozen_graph.write_frozen_graph(model, p,
+                                                    with_probabilities=True),
+      "deeplab.onnx": lambda p: onnx_export.write_onnx(
+          model, p, with_probabilities=True),
+      "lean.onnx": lambda p: onnx_export.write_onnx(model, p),
+      "lean_int8.tflite": lambda p: _write_tflite(model, tfrecord_dir, p,
+                                                  "int8", False),
   }
+  try:
+    mnn_export.require_mnn()
+    writers["deeplab_float32.mnn"] = lambda p: mnn_export.write_mnn(
+        model, p, (SIZE, SIZE))
+  except ValueError:
+    pass  # test_mnn_float32_gives_the_keras_argmax skips, saying why.
   for quantization in tflite_export.QUANTIZATIONS:
-    def write(path, quantization=quantization):
-      images = tflite_export.images_from_tfrecords(
-          tfrecord_dir, "train", (SIZE, SIZE), max_images=32,
-          mean_pixel=model_variants.get_model_variant(
-              trained_demo.MODEL_CONFIG["model_variant"]).mean_pixel)
-      with open(path, "wb") as f:
-        f.write(tflite_export.convert(model, (SIZE, SIZE), quantization,
-                                      images))
-    writers[f"deeplab_{quantization}.tflite"] = write
+    writers[f"deeplab_{quantization}.tflite"] = (
+        lambda p, q=quantization: _write_tflite(model, tfrecord_dir, p, q,
+                                                True))
   version = saved_model.export_saved_model(model, str(export_dir),
-                                        extra_writers=writers)
+                                        extra_writers=writers,
+                                        with_probabilities=True)
+  lean = saved_model.export_saved_model(model, str(root / "lean"))
   examples = list(eval_loop.iter_examples(tfrecord_dir, "val"))
   keras_predictor = predictors.KerasPredictor(model)
-  return dict(version=version, examples=examples, keras=keras_predictor,
+  return dict(version=version, lean=lean, examples=examples,
+              keras=keras_predictor,
               keras_labels=[keras_predictor(e[1])[0] for e in examples])
+
+
+def _write_tflite(model, tfrecord_dir, path, quantization,
+                  with_probabilities):
+  images = tflite_export.images_from_tfrecords(
+      tfrecord_dir, "train", (SIZE, SIZE), max_images=32,
+      mean_pixel=model_variants.get_model_variant(
+          trained_demo.MODEL_CONFIG["model_variant"]).mean_pixel)
+  with open(path, "wb") as f:
+    f.write(tflite_export.convert(model, (SIZE, SIZE), quantization, images,
+                                  with_probabilities=with_probabilities))
 
 
 FORMAT_FILES = {
@@ -67,7 +90,10 @@ def _agreement(trained, predictor):
                                      trained["keras_labels"]):
     labels, probabilities = predictor(image)
     assert labels.shape == expected.shape
-    assert probabilities.shape == expected.shape + (5,)
+    if predictor.has_probabilities:
+      assert probabilities.shape == expected.shape + (5,)
+    else:
+      assert probabilities is None
     agree += int((labels == expected).sum())
     total += expected.size
   return agree / total
@@ -112,3 +138,63 @@ def test_int8_agrees_and_keeps_the_miou(trained):
   assert scores["tflite_float32"]["miou"] > 0.2
   assert abs(scores["tflite_int8"]["miou"] -
              scores["tflite_float32"]["miou"]) <= 0.03
+
+
+def test_lean_labels_equal_the_full_exports_labels(trained):
+  """The lean SavedModel (argmax of the logits, no softmax) gives exactly
+  the labels of the export with probabilities, on every val image."""
+  lean = predictors.load_predictor(trained["lean"])
+  full = predictors.load_predictor(trained["version"])
+  assert not lean.has_probabilities and full.has_probabilities
+  for _, image, _ in trained["examples"]:
+    np.testing.assert_array_equal(lean(image)[0], full(image)[0])
+
+
+@pytest.mark.parametrize("name", ["deeplab.onnx", "lean.onnx"])
+def test_onnx_and_saved_model_argmax_agree_everywhere(trained, name):
+  onnx = predictors.load_predictor(os.path.join(trained["version"], name))
+  saved = predictors.load_predictor(trained["lean"])
+  for _, image, _ in trained["examples"]:
+    np.testing.assert_array_equal(onnx(image)[0], saved(image)[0])
+
+
+def test_onnx_graph_ends_in_nhwc_with_the_softmax_on_the_last_axis(trained):
+  onnx = pytest.importorskip("onnx")
+  full = onnx.load(os.path.join(trained["version"], "deeplab.onnx")).graph
+  (softmax,) = [n for n in full.node if n.op_type == "Softmax"]
+  assert [a.i for a in softmax.attribute if a.name == "axis"] == [-1]
+  # The softmax reads the NHWC logits, not the NCHW resize output.
+  assert softmax.input[0] == "logits"
+  lean = onnx.load(os.path.join(trained["version"], "lean.onnx")).graph
+  assert [o.name for o in lean.output] == ["semantic_predictions"]
+  ops = collections.Counter(n.op_type for n in lean.node)
+  # Image pooling, decoder, logits: no second (identity) logits resize.
+  assert ops["Softmax"] == 0 and ops["Resize"] == 3
+
+
+def test_lean_int8_tflite_is_integer_from_end_to_end(trained):
+  """uint8 in, int32 labels out, and every op on integers: no float
+  island (DEQUANTIZE, float softmax/resize/argmax)."""
+  data = open(os.path.join(trained["version"], "lean_int8.tflite"),
+              "rb").read()
+  interpreter = tf.lite.Interpreter(model_content=data)
+  tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+  float_ops = [op["op_name"] for op in interpreter._get_ops_details()  # pylint: disable=protected-access
+               if any(tensors[i]["dtype"] == np.float32
+                      for i in [*op["inputs"], *op["outputs"]] if i >= 0)]
+  assert not float_ops
+  assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+  assert interpreter.get_output_details()[0]["dtype"] == np.int32
+  predictor = predictors.load_predictor(
+      os.path.join(trained["version"], "lean_int8.tflite"))
+  assert _agreement(trained, predictor) >= 0.95
+
+
+def test_mnn_float32_gives_the_keras_argmax(trained):
+  path = os.path.join(trained["version"], "deeplab_float32.mnn")
+  if not os.path.exists(path):
+    pytest.skip("the mnn package is not installed: pip install "
+                "'deeplab[export]'")
+  predictor = predictors.load_predictor(path)
+  assert predictor.name == "mnn_float32"
+  assert _agreement(trained, predictor) >= 0.999
