@@ -41,3 +41,26 @@ def same_architecture(variant: str, dropout_rate: float = 0.1) -> dict:
                "low_level_num_filters": 48,
                "use_depthwise_convolution": True},
   }
+
+
+def build_garden_model(size: int, num_classes: int, variant=None):
+  """The Model Garden's `seg_deeplabv3plus_pascal` model (dilated
+  ResNet-50) for size x size inputs; with `variant`, configured to our
+  architecture. Runs in bench/.venv-garden only."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from official.core import exp_factory  # pylint: disable=g-import-not-at-top
+  from official.vision import registry_imports  # pylint: disable=g-import-not-at-top,unused-import
+  from official.vision.modeling import factory  # pylint: disable=g-import-not-at-top
+  config = exp_factory.get_exp_config("seg_deeplabv3plus_pascal")
+  model_config = config.task.model
+  model_config.num_classes = num_classes
+  model_config.input_size = [size, size, 3]
+  model_config.backbone.dilated_resnet.model_id = 50
+  if variant:
+    model_config.override(dict(
+        same_architecture(variant),
+        norm_activation={"activation": "relu", "use_sync_bn": False}),
+                          is_strict=True)
+  return factory.build_segmentation_model(
+      input_specs=tf_keras.layers.InputSpec(shape=[None, size, size, 3]),
+      model_config=model_config, l2_regularizer=None)

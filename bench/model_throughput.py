@@ -104,24 +104,8 @@ def _build_kerashub(size):
 
 def _build_garden(size, variant=None):
   """The Model Garden's model; with `variant`, configured to our architecture."""
-  import tf_keras  # pylint: disable=g-import-not-at-top
   import garden_configs  # pylint: disable=g-import-not-at-top
-  from official.core import exp_factory  # pylint: disable=g-import-not-at-top
-  from official.vision import registry_imports  # pylint: disable=g-import-not-at-top,unused-import
-  from official.vision.modeling import factory  # pylint: disable=g-import-not-at-top
-  config = exp_factory.get_exp_config("seg_deeplabv3plus_pascal")
-  model_config = config.task.model
-  model_config.num_classes = NUM_CLASSES
-  model_config.input_size = [size, size, 3]
-  model_config.backbone.dilated_resnet.model_id = 50
-  if variant:
-    model_config.override(dict(
-        garden_configs.same_architecture(variant),
-        norm_activation={"activation": "relu", "use_sync_bn": False}),
-                          is_strict=True)
-  model = factory.build_segmentation_model(
-      input_specs=tf_keras.layers.InputSpec(shape=[None, size, size, 3]),
-      model_config=model_config, l2_regularizer=None)
+  model = garden_configs.build_garden_model(size, NUM_CLASSES, variant)
   return model, model.trainable_variables
 
 

@@ -4,6 +4,7 @@ One export writes every format; evaluate.py then scores the checkpoint and
 each format side by side. Bad input gets one clear error line.
 """
 
+import importlib.util
 import json
 import os
 
@@ -43,20 +44,26 @@ def checkpoint(tmp_path_factory):
   return root, prefix
 
 
+# MNN is in the `export` and `test` extras; without it, the rest still runs.
+HAS_MNN = importlib.util.find_spec("MNN") is not None
+
+
 @pytest.mark.slow
 def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
   root, prefix = checkpoint
   export_dir = tmp_path / "export"
+  mnn = ",mnn_float32" if HAS_MNN else ""
   result = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={prefix}",
                 f"--export_path={export_dir}", "--crop_size=64,64",
                 "--export_formats=saved_model,frozen_graph,tflite_float32,"
-                "tflite_float16,tflite_int8,onnx",
+                f"tflite_float16,tflite_int8,onnx{mnn}",
                 f"--representative_dataset_dir={root / 'tfrecord'}",
                 "--num_representative_images=4")
   assert result.returncode == 0, result.stderr[-3000:]
   version = export_dir / "1"
   names = ["frozen_inference_graph.pb", "deeplab_float32.tflite",
            "deeplab_float16.tflite", "deeplab_int8.tflite", "deeplab.onnx"]
+  names += ["deeplab_float32.mnn"] if HAS_MNN else []
   for name in names:
     assert (version / name).stat().st_size > 10_000
     assert f"{version / name}" in result.stdout  # Path and size printed.
@@ -79,19 +86,27 @@ def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
   metrics = json.loads((eval_dir / "metrics.json").read_text())
   assert list(metrics["formats"]) == [
       "keras", "saved_model", "frozen_graph", "tflite_float32",
-      "tflite_float16", "tflite_int8", "onnx"]
+      "tflite_float16", "tflite_int8", "onnx"] + (
+          ["mnn_float32"] if HAS_MNN else [])
   assert metrics["checkpoint_path"] == prefix
   assert len(metrics["confusion_matrix"]) == 5
   for name, figures in metrics["formats"].items():
     assert figures["num_images"] == 3
     assert name in result.stdout  # The side-by-side table.
   keras_miou = metrics["formats"]["keras"]["miou"]
-  for name in ("saved_model", "frozen_graph", "onnx", "tflite_float32"):
+  for name in ("saved_model", "frozen_graph", "onnx", "tflite_float32",
+               *(["mnn_float32"] if HAS_MNN else [])):
     assert metrics["formats"][name]["miou"] == pytest.approx(keras_miou,
                                                              abs=0.01)
   assert (eval_dir / "confusion_matrix.png").exists()
   assert (eval_dir / "per_class_iou.png").exists()
   assert len(os.listdir(eval_dir / "predictions" / "onnx")) == 6
+
+  # A lean export (the default) has no probabilities to save.
+  result = run_app("inference", "--dataset=demo", f"--model_path={version}",
+                   f"--input={root / 'voc' / 'JPEGImages'}",
+                   f"--output_dir={tmp_path / 'vis'}", "--save_probabilities")
+  assert_clear_error(result, str(version), "--export_probabilities")
 
 
 @pytest.mark.slow
