@@ -37,13 +37,12 @@ def make_predict_request(image: np.ndarray, model_name: str = "deeplab",
 
 
 def parse_predict_response(response) -> Dict[str, np.ndarray]:
-  """Labels [H, W] and probabilities [H, W, C] of a `PredictResponse`."""
+  """Labels [H, W] of a `PredictResponse`, and probabilities [H, W, C] when
+  the model serves them (exported with --export_probabilities)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return {
-      "semantic_predictions": tf.make_ndarray(
-          response.outputs["semantic_predictions"])[0],
-      "probabilities": tf.make_ndarray(response.outputs["probabilities"])[0],
-  }
+  return {key: tf.make_ndarray(response.outputs[key])[0]
+          for key in ("semantic_predictions", "probabilities")
+          if key in response.outputs}
 
 
 def predict_grpc(image: np.ndarray, server: str = "localhost:8500",

@@ -40,7 +40,8 @@ def test_client_request_runs_on_the_saved_model(tiny_model_config, tmp_path):
   model = make_predictions_nontrivial(
       deeplab_model.build_deeplab_model(tiny_model_config),
       image[None].astype(np.float32))
-  version = saved_model.export_saved_model(model, str(tmp_path / "export"))
+  version = saved_model.export_saved_model(model, str(tmp_path / "export"),
+                                          with_probabilities=True)
 
   request = serving_client.make_predict_request(image)
   assert request.model_spec.signature_name == "serving_default"
@@ -74,3 +75,16 @@ def test_client_request_runs_on_the_saved_model(tiny_model_config, tmp_path):
                    f"image_bytes={tmp_path / 'bytes.npy'}", tmp_path / "out2")
   served = np.load(tmp_path / "out2" / "semantic_predictions.npy")[0]
   np.testing.assert_array_equal(served, expected)
+
+
+def test_a_lean_response_gives_labels_only():
+  """Exports without --export_probabilities serve labels only."""
+  pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
+  response = predict_pb2.PredictResponse()
+  labels = np.arange(6, dtype=np.int32).reshape(1, 2, 3)
+  response.outputs["semantic_predictions"].CopyFrom(
+      tf.make_tensor_proto(labels))
+  outputs = serving_client.parse_predict_response(response)
+  assert list(outputs) == ["semantic_predictions"]
+  np.testing.assert_array_equal(outputs["semantic_predictions"], labels[0])
