@@ -117,7 +117,8 @@ def test_float_formats_give_the_keras_argmax(trained, name):
 def test_onnx_logits_match_keras_relative_to_the_largest(trained):
   predictor = predictors.load_predictor(
       os.path.join(trained["version"], "deeplab.onnx"))
-  for _, image, _ in trained["examples"][:4]:
+  crop = trained["examples"][4][1][5:58, 3:50]  # Odd sizes: explicit pads.
+  for image in [e[1] for e in trained["examples"][:4]] + [crop]:
     expected = trained["keras"].logits(image)
     actual = predictor.logits(image)
     scale = np.abs(expected).max()
@@ -169,6 +170,10 @@ def test_onnx_graph_ends_in_nhwc_with_the_softmax_on_the_last_axis(trained):
   ops = collections.Counter(n.op_type for n in lean.node)
   # Image pooling, decoder, logits: no second (identity) logits resize.
   assert ops["Softmax"] == 0 and ops["Resize"] == 3
+  # Dilated convs are plain Conv nodes (`rewrite_same_dilations`), so the
+  # only layout change left is the input's NHWC -> NCHW.
+  assert ops["SpaceToDepth"] == ops["DepthToSpace"] == 0
+  assert ops["Transpose"] == 1
 
 
 def test_lean_int8_tflite_is_integer_from_end_to_end(trained):
