@@ -177,10 +177,10 @@ def restore_model_from_flags():
   descriptor = common_flags.dataset_descriptor_from_flags()
   model_config = common_flags.model_config_for_checkpoint(
       FLAGS.checkpoint_path, descriptor.num_classes, "checkpoint_path")
-  model = deeplab_model.build_deeplab_model(
-      checkpoints.inference_model_config(model_config))
+  model_config = checkpoints.inference_model_config(model_config)
+  model = deeplab_model.build_deeplab_model(model_config)
   checkpoints.restore_model(model, FLAGS.checkpoint_path, "checkpoint_path")
-  return model
+  return model, model_config
 
 
 def main(argv):
@@ -199,7 +199,7 @@ def main(argv):
       raise FileExistsError(
           f"Export version {target!r} already exists; pass another "
           "--export_version or remove it.")
-  model = restore_model_from_flags()
+  model, model_config = restore_model_from_flags()
   writers = make_writers(model, formats, scales,
                          FLAGS.add_flipped_images, crop_size,
                          FLAGS.representative_dataset_dir,
@@ -207,6 +207,11 @@ def main(argv):
                          FLAGS.num_representative_images,
                          model.get_layer("preprocess").mean_pixel,
                          FLAGS.export_probabilities)
+  # The fixed-size formats pad with the variant's mean pixel: readers
+  # (`predictors.load_predictor`) take it from this file.
+  writers[checkpoints.MODEL_CONFIG_FILE] = (
+      lambda path: checkpoints.write_model_config(os.path.dirname(path),
+                                                  model_config))
   path = saved_model.export_saved_model(
       model, FLAGS.export_path, version=version, scales=scales,
       add_flipped_images=FLAGS.add_flipped_images, extra_writers=writers,
@@ -214,6 +219,8 @@ def main(argv):
   logging.info("Exported %s", path)
   print(f"Exported SavedModel to {path}")
   for name in ["saved_model.pb", *writers]:
+    if name == checkpoints.MODEL_CONFIG_FILE:
+      continue
     artifact = os.path.join(path, name)
     size = (sum(os.path.getsize(os.path.join(root, f))
                 for root, _, files in os.walk(path) for f in files

@@ -21,10 +21,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deeplab.core import checkpoints
 from deeplab.core.export import frozen_graph
 from deeplab.core.export import saved_model
 from deeplab.core.export import tflite_export
 from deeplab.core.modeling import layers as deeplab_layers
+from deeplab.core.modeling import model_variants
 from deeplab.core.modeling import multiscale
 
 Prediction = Tuple[np.ndarray, Optional[np.ndarray]]
@@ -330,14 +332,27 @@ class OnnxPredictor(Predictor):
     return self._run(image, [saved_model.LOGITS])[0][0]
 
 
+def exported_mean_pixel(path: str) -> Sequence[float]:
+  """The padding of the fixed-size model at `path`: its variant's mean
+  pixel, from the `model_config.json` that `export_model.py` writes beside
+  it; that of the [-1, 1] variants for files exported without one."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.exists(os.path.join(folder, checkpoints.MODEL_CONFIG_FILE)):
+    return deeplab_layers.UNIT_RANGE_MEAN_RGB
+  config = checkpoints.read_model_config(folder)
+  return model_variants.get_model_variant(config.model_variant).mean_pixel
+
+
 def load_predictor(path: str,
-                   mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB
+                   mean_pixel: Optional[Sequence[float]] = None
                    ) -> Predictor:
   """A predictor for an exported model, chosen by its path.
 
   Args:
     path: A SavedModel folder (a version or its base folder), a frozen
       graph `.pb`, a `.tflite`, an `.onnx` or an `.mnn` file.
+    mean_pixel: Padding of the fixed-size formats (TFLite, MNN); by default
+      `exported_mean_pixel(path)`.
 
   Raises:
     FileNotFoundError: naming the path, when it does not exist.
@@ -345,6 +360,8 @@ def load_predictor(path: str,
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"--model_path {path!r} does not exist.")
+  if mean_pixel is None:
+    mean_pixel = exported_mean_pixel(path)
   lower = path.lower()
   if os.path.isdir(path):
     return SavedModelPredictor(path)

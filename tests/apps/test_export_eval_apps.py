@@ -69,6 +69,9 @@ def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
     assert f"{version / name}" in result.stdout  # Path and size printed.
   assert "saved_model" in result.stdout and " MB " in result.stdout
   assert os.listdir(export_dir) == ["1"]
+  # The fixed-size formats' readers take the padding from it.
+  assert checkpoints.read_model_config(str(version)).model_variant == (
+      "mobilenet_v2")
 
   # The version exists: a clear error, before any slow conversion.
   again = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={prefix}",

@@ -88,7 +88,9 @@ def test_int8_tflite_of_the_checkpoint_is_full_integer(qat_run):
                           quantize.quantizers(runner.model)):
     assert ours.max.numpy() == theirs.max.numpy()
 
-  data = tflite_export.convert(model, (SIZE, SIZE), "int8")  # No images.
+  # No calibration images; probabilities out, to compare them below.
+  data = tflite_export.convert(model, (SIZE, SIZE), "int8",
+                               with_probabilities=True)
   interpreter = tf.lite.Interpreter(model_content=data)
   ops = {op["op_name"] for op in interpreter._get_ops_details()}  # pylint: disable=protected-access
   assert "DEQUANTIZE" not in ops, ops
@@ -106,3 +108,9 @@ def test_int8_tflite_of_the_checkpoint_is_full_integer(qat_run):
   # The fake-quant graph simulates the int8 one: the same probabilities up
   # to a few output steps (1/256) of rounding.
   assert np.abs(probabilities - expected).max() < 8 / 256
+  # The default (lean) int8 model: integer labels, no float tensor either.
+  lean = tf.lite.Interpreter(model_content=tflite_export.convert(
+      model, (SIZE, SIZE), "int8"))
+  assert "ARG_MAX" in {op["op_name"] for op in lean._get_ops_details()}  # pylint: disable=protected-access
+  assert not [d["name"] for d in lean.get_tensor_details()
+              if d["dtype"] == np.float32]
