@@ -249,7 +249,8 @@ def test_export_of_an_aux_model_serves_the_main_output_only(aux_run,
   config, model_dir, _ = aux_run
   model = deeplab_model.build_deeplab_model(config)
   checkpoints.restore_model(model, model_dir)
-  path = saved_model.export_saved_model(model, str(tmp_path / "export"))
+  path = saved_model.export_saved_model(model, str(tmp_path / "export"),
+                                       with_probabilities=True)
   loaded = tf.saved_model.load(path)
   serve = loaded.signatures[saved_model.SERVING_SIGNATURE]
   assert set(serve.structured_outputs) == {"semantic_predictions",
