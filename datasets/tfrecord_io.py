@@ -21,7 +21,7 @@ import os
 import re
 import struct
 import uuid
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -231,6 +231,24 @@ def note_opened(files: Sequence[str]) -> None:
   _OPENED_SHARDS.update(str(f) for f in files)
 
 
+def _walk_records(path: str) -> Iterator[Tuple[int, bool]]:
+  """(start offset, complete) of each record of a shard, from its headers
+  (seeks only, no data read); the walk ends at the first incomplete record:
+  the file ends inside it, or its header's length is corrupt."""
+  size = os.path.getsize(path)
+  offset = 0
+  with open(path, "rb") as f:
+    while offset < size:
+      f.seek(offset)
+      header = f.read(12)
+      end = (offset + 12 + struct.unpack("<Q", header[:8])[0] + 4
+             if len(header) == 12 else size + 1)
+      yield offset, end <= size
+      if end > size:
+        return
+      offset = end
+
+
 def find_truncated(path: str) -> Optional[Tuple[int, int]]:
   """Walks a shard's record headers (seeks only, no data read).
 
@@ -238,37 +256,20 @@ def find_truncated(path: str) -> Optional[Tuple[int, int]]:
     (complete records, byte offset of the broken one) when the file ends
     inside a record or a header's length is corrupt; None when intact.
   """
-  size = os.path.getsize(path)
-  count, offset = 0, 0
-  with open(path, "rb") as f:
-    while offset < size:
-      header = f.read(12)
-      if len(header) < 12:
-        return count, offset
-      (length,) = struct.unpack("<Q", header[:8])
-      end = offset + 12 + length + 4
-      if end > size:
-        return count, offset
-      f.seek(end)
-      offset, count = end, count + 1
+  for count, (offset, complete) in enumerate(_walk_records(path)):
+    if not complete:
+      return count, offset
   return None
 
 
 def _record_index_at(path: str, offset: int) -> Optional[int]:
   """Index of the record whose header or data starts at byte `offset` (TF's
   "corrupted record at" names the data for a bad data checksum), else None."""
-  size = os.path.getsize(path)
-  position, index = 0, 0
-  with open(path, "rb") as f:
-    while position < size and position <= offset:
-      if offset in (position, position + 12):
-        return index
-      f.seek(position)
-      header = f.read(12)
-      if len(header) < 12:
-        return None
-      (length,) = struct.unpack("<Q", header[:8])
-      position, index = position + 12 + length + 4, index + 1
+  for index, (start, _) in enumerate(_walk_records(path)):
+    if start > offset:
+      return None
+    if offset in (start, start + 12):
+      return index
   return None
 
 

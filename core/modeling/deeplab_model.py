@@ -325,5 +325,5 @@ def _image_pooling_window(config):
   """Official image-pooling window: scale_dimension(crop, 1 / OS)."""
   if config.image_pooling_crop_size is None:
     return None
-  return tuple((c - 1) // config.output_stride + 1
-               for c in config.image_pooling_crop_size)
+  return deeplab_layers.image_pooling_window(config.image_pooling_crop_size,
+                                             config.output_stride)

@@ -227,6 +227,18 @@ IMAGENET_MEAN_RGB = (123.15, 115.90, 103.06)
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
 
 
+def scale_dimension(dim: int, scale: float) -> int:
+  """Official `utils.scale_dimension` on an int: int((dim - 1) * scale + 1)."""
+  return int((float(dim) - 1.0) * scale + 1.0)
+
+
+def image_pooling_window(crop_size, output_stride: int, scale: float = 1.0):
+  """Official image-pooling window in feature pixels: the pooling crop,
+  scaled with the image (`multi_scale_logits`), at 1 / output_stride."""
+  return tuple(scale_dimension(scale_dimension(c, scale), 1.0 / output_stride)
+               for c in crop_size)
+
+
 def mean_pixel_of(mode: str):
   """The RGB pixel that preprocessing `mode` maps to 0."""
   if mode == "imagenet_mean":

@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import layers as deeplab_layers
 
 
 def validate_scales(scales: Sequence[float], flag_name: str = "eval_scales"
@@ -99,9 +100,8 @@ def image_pooling_window_at(model, scale: float):
   if not crop or scale == 1.0 or not layers:
     yield
     return
-  stride = model.output_stride
-  window = tuple(int((int((c - 1) * scale + 1) - 1) / stride + 1)
-                 for c in crop)
+  window = deeplab_layers.image_pooling_window(crop, model.output_stride,
+                                               scale)
   saved = [layer.pool_size for layer in layers]
   try:
     for layer in layers:

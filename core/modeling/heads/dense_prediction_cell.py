@@ -109,11 +109,6 @@ def validate_config(branches) -> List[Dict[str, Any]]:
   return [_validate_branch(b, i) for i, b in enumerate(branches)]
 
 
-def _scale_dimension(dim: int, scale: float) -> int:
-  """Official `utils.scale_dimension` on an int."""
-  return int((float(dim) - 1.0) * scale + 1.0)
-
-
 @keras.saving.register_keras_serializable(package="deeplab")
 class DensePredictionCell(keras.layers.Layer):
   """The dense prediction cell: the head in place of ASPP.
@@ -217,7 +212,7 @@ class DensePredictionCell(keras.layers.Layer):
   def pyramid_pool_size(self, branch: Dict[str, Any]) -> List[int]:
     """Official `_get_pyramid_pooling_arguments` window, in feature pixels."""
     stride = self._config_dict["output_stride"]
-    return [_scale_dimension(c, 1.0 / (stride * g)) for c, g in
+    return [deeplab_layers.scale_dimension(c, 1.0 / (stride * g)) for c, g in
             zip(self._config_dict["pool_crop_size"], branch["grid_size"])]
 
   def build(self, input_shape):

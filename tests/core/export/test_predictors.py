@@ -1,8 +1,6 @@
 """Predictors of exported models: the padding of fixed-size formats comes
 from the model config exported beside them."""
 
-import dataclasses
-
 import pytest
 
 from deeplab.core import checkpoints
@@ -16,7 +14,7 @@ from deeplab.core.modeling import layers as deeplab_layers
     ("xception_65", deeplab_layers.UNIT_RANGE_MEAN_RGB)])
 def test_fixed_size_models_pad_with_their_variants_mean_pixel(
     tmp_path, variant, expected):
-  config = dataclasses.replace(config_lib.ModelConfig(), model_variant=variant)
+  config = config_lib.ModelConfig(model_variant=variant)
   checkpoints.write_model_config(str(tmp_path), config)
   path = str(tmp_path / "deeplab_int8.tflite")
   assert tuple(predictors.exported_mean_pixel(path)) == tuple(expected)
