@@ -6,8 +6,9 @@ does not depend on them) it exports every format at --size x --size and
 times pairs of them in ONE process, alternating: after warm-up, A for
 --iters calls, B for --iters calls, A, B, ... (--rounds times), every
 runtime on --threads threads. A busy machine then slows both sides alike:
-read the ratios. Each pair reports per-call medians, minimums and the
-ratio of the medians (A / B: below 1 means A is faster).
+read the ratios. Each pair reports per-call medians and bests, and how
+many times faster A is than B (`harness.speed_ratio`: > 1 means A is
+faster; medians, bests, and the median of the per-round ratios).
 
 Formats (batch 1, uint8 pixels in, labels out unless named otherwise):
 * `saved_model`: our lean SavedModel's `serving_default`;
@@ -26,19 +27,19 @@ Formats (batch 1, uint8 pixels in, labels out unless named otherwise):
 Usage:
   python bench/inference.py [--variants=mobilenet_v2,resnet_v1_50,xception_65]
       [--size=513] [--iters=5] [--rounds=6] [--threads=2]
-      [--pairs=saved_model:garden,onnx:saved_model,...] [--output=x.json]
+      [--pairs=saved_model:garden,onnx:saved_model,...] [--name=inference]
+Writes bench/results/<name>.json and .md.
 """
 
 import json
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 from absl import app
 from absl import flags
+
+import harness
 
 flags.DEFINE_list("variants", ["mobilenet_v2", "resnet_v1_50", "xception_65"],
                   "Model variants to time.")
@@ -51,19 +52,14 @@ flags.DEFINE_list("pairs", [
     "saved_model:garden", "onnx:saved_model", "tflite_int8:tflite_float32",
     "tflite_float32:saved_model", "mnn_float32:saved_model",
     "saved_model:saved_model_probabilities"], "A:B pairs to time.")
-flags.DEFINE_string("output", None, "Optional JSON file for the results.")
-flags.DEFINE_string("worker", None, "Internal: serve this Garden variant "
-                    "over stdin/stdout.")
+flags.DEFINE_string("name", "inference", "Result file name in bench/results.")
+flags.DEFINE_string("serve", None, "Internal: serve this Garden variant "
+                    "over stdin/stdout (harness.Worker).")
 FLAGS = flags.FLAGS
 
 NUM_CLASSES = 21
 _BENCH = os.path.dirname(os.path.abspath(__file__))
 GARDEN_PYTHON = os.path.join(_BENCH, ".venv-garden", "bin", "python")
-
-
-def _set_tf_threads(tf, threads):
-  tf.config.threading.set_intra_op_parallelism_threads(threads)
-  tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def our_config(variant):
@@ -143,40 +139,12 @@ def _runner(name, path, size, threads):
   raise ValueError(f"--pairs: unknown format {name!r}.")
 
 
-class GardenWorker:
-  """The Model Garden's SavedModel, served by a process in its own venv."""
-
-  def __init__(self, variant, size, threads, warmup):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=_BENCH, CUDA_VISIBLE_DEVICES="")
-    self._process = subprocess.Popen(
-        [GARDEN_PYTHON, os.path.abspath(__file__), f"--worker={variant}",
-         f"--size={size}", f"--threads={threads}", f"--warmup={warmup}"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    self.info = self._read()
-
-  def _read(self):
-    for line in self._process.stdout:
-      if line.startswith("{"):
-        return json.loads(line)
-    raise RuntimeError(f"The Garden worker exited ({self._process.wait()}).")
-
-  def times(self, iters):
-    self._process.stdin.write(f"{iters}\n")
-    self._process.stdin.flush()
-    return self._read()["times"]
-
-  def close(self):
-    self._process.stdin.close()
-    self._process.wait(timeout=60)
-
-
 def serve_garden(variant, size, threads, warmup):
-  """Worker: exports and loads the Garden's SavedModel, then times N calls
-  for every N read from stdin (one JSON line each)."""
+  """Worker setup: exports and loads the Garden's SavedModel; returns
+  (info, handler) for `harness.serve`, the handler timing N calls."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  _set_tf_threads(tf, threads)
+  harness.set_threads(tf, threads)
   import garden_configs  # pylint: disable=g-import-not-at-top
   from official.core import exp_factory  # pylint: disable=g-import-not-at-top
   from official.vision.serving import semantic_segmentation  # pylint: disable=g-import-not-at-top
@@ -196,40 +164,26 @@ def serve_garden(variant, size, threads, warmup):
   run = lambda: signature(**{input_name: image})["logits"].numpy()
   for _ in range(warmup):
     run()
-  print(json.dumps({"config": garden_configs.same_architecture(variant),
-                    "params": int(sum(np.prod(v.shape)
-                                      for v in model.variables)),
-                    "tensorflow": tf.__version__}), flush=True)
-  for line in sys.stdin:
-    times = []
-    for _ in range(int(line)):
-      start = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - start)
-    print(json.dumps({"times": times}), flush=True)
-
-
-def _local_times(run, iters):
-  times = []
-  for _ in range(iters):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return times
+  info = {"config": garden_configs.same_architecture(variant),
+          "params": int(sum(np.prod(v.shape) for v in model.variables)),
+          "tensorflow": tf.__version__}
+  return info, lambda request: {"seconds": harness.timed(run,
+                                                         request["iters"])}
 
 
 def time_pair(a, b, iters, rounds):
-  """Alternates A and B; returns per-call medians, minimums and ratios."""
-  times = {a[0]: [], b[0]: []}
-  for _ in range(rounds):
-    for name, timer in (a, b):
-      times[name] += timer(iters)
-  summary = {name: {"median_ms": 1000 * statistics.median(values),
-                    "min_ms": 1000 * min(values), "calls": len(values)}
-             for name, values in times.items()}
-  summary["median_ratio"] = (summary[a[0]]["median_ms"] /
-                             summary[b[0]]["median_ms"])
-  summary["min_ratio"] = summary[a[0]]["min_ms"] / summary[b[0]]["min_ms"]
+  """Alternates A and B (harness.alternate); each sample is the mean time
+  of `iters` calls. Returns per-call medians and bests in ms, and how many
+  times faster A is than B."""
+  samples = harness.alternate({a[0]: lambda: a[1](iters),
+                               b[0]: lambda: b[1](iters)}, rounds,
+                              warmup=0, log=None)
+  summary = {name: {"median_ms": 1000 * s["median"],
+                    "min_ms": 1000 * s["best"], "samples": len(values)}
+             for name, values in samples.items()
+             for s in [harness.summarize(values)]}
+  summary["speed_a_over_b"] = harness.speed_ratio(samples[a[0]],
+                                                  samples[b[0]])
   return summary
 
 
@@ -255,17 +209,20 @@ def bench_variant(variant, folder):
       print(f"  garden: {GARDEN_PYTHON} missing: bash bench/setup_venvs.sh "
             "garden")
     else:
-      garden = GardenWorker(variant, FLAGS.size, FLAGS.threads, FLAGS.warmup)
+      garden = harness.Worker(
+          GARDEN_PYTHON, os.path.abspath(__file__), variant,
+          [f"--size={FLAGS.size}", f"--threads={FLAGS.threads}",
+           f"--warmup={FLAGS.warmup}"])
       results["garden"] = garden.info
       print(f"  garden: {json.dumps(garden.info['config'])}, "
             f"{garden.info['params']:,} parameters, TF "
             f"{garden.info['tensorflow']}")
-      timers["garden"] = garden.times
+      timers["garden"] = lambda iters: garden.request(iters=iters)["seconds"]
   for name, path in paths.items():
     run = _runner(name, path, FLAGS.size, FLAGS.threads)
     for _ in range(FLAGS.warmup):
       run()
-    timers[name] = lambda iters, run=run: _local_times(run, iters)
+    timers[name] = lambda iters, run=run: harness.timed(run, iters)
   try:
     for a, b in pairs:
       if a in timers and b in timers:
@@ -275,9 +232,10 @@ def bench_variant(variant, folder):
         print(f"  {a:>26} {result[a]['median_ms']:8.1f} ms (min "
               f"{result[a]['min_ms']:7.1f}) | {b:<26} "
               f"{result[b]['median_ms']:8.1f} ms (min "
-              f"{result[b]['min_ms']:7.1f}) | A/B median "
-              f"{result['median_ratio']:.2f}, min {result['min_ratio']:.2f}",
-              flush=True)
+              f"{result[b]['min_ms']:7.1f}) | A faster by: medians "
+              f"{result['speed_a_over_b']['median']:.2f}x, bests "
+              f"{result['speed_a_over_b']['best']:.2f}x, per round "
+              f"{result['speed_a_over_b']['paired']:.2f}x", flush=True)
   finally:
     if garden:
       garden.close()
@@ -286,11 +244,12 @@ def bench_variant(variant, folder):
 
 def main(argv):
   del argv
-  if FLAGS.worker:
-    serve_garden(FLAGS.worker, FLAGS.size, FLAGS.threads, FLAGS.warmup)
+  if FLAGS.serve:
+    harness.serve(lambda: serve_garden(FLAGS.serve, FLAGS.size,
+                                       FLAGS.threads, FLAGS.warmup))
     return
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  _set_tf_threads(tf, FLAGS.threads)
+  harness.set_threads(tf, FLAGS.threads)
   print(f"{FLAGS.size}x{FLAGS.size}, batch 1, {FLAGS.threads} threads each, "
         f"{FLAGS.rounds} rounds of {FLAGS.iters} calls per side after "
         f"{FLAGS.warmup} warm-up, {os.cpu_count()} CPUs")
@@ -298,9 +257,31 @@ def main(argv):
   with tempfile.TemporaryDirectory() as folder:
     for variant in FLAGS.variants:
       results[variant] = bench_variant(variant, folder)
-  if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      json.dump(results, f, indent=2)
+  results["machine"] = harness.machine()
+  markdown = (f"{FLAGS.size}x{FLAGS.size}, batch 1, {FLAGS.threads} threads "
+              f"per runtime, {FLAGS.rounds} alternating rounds of "
+              f"{FLAGS.iters} calls after {FLAGS.warmup} warm-up calls.\n\n"
+              + _table(results))
+  print(markdown)
+  print("written:", harness.write_results(FLAGS.name, results, markdown))
+
+
+def _table(results):
+  """One row per timed pair: per-call ms of each side, A's speed over B."""
+  rows = []
+  for variant in FLAGS.variants:
+    for pair, r in results[variant].items():
+      if ":" not in pair:
+        continue
+      a, b = pair.split(":")
+      speed = r["speed_a_over_b"]
+      rows.append([variant, a, f"{r[a]['median_ms']:.1f} "
+                   f"({r[a]['min_ms']:.1f})", b, f"{r[b]['median_ms']:.1f} "
+                   f"({r[b]['min_ms']:.1f})", f"{speed['median']:.2f}x",
+                   f"{speed['best']:.2f}x", f"{speed['paired']:.2f}x"])
+  return harness.markdown_table(
+      ["variant", "A", "A ms median (best)", "B", "B ms median (best)",
+       "A speed / B: medians", "bests", "per round"], rows)
 
 
 if __name__ == "__main__":

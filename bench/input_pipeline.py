@@ -19,33 +19,32 @@ left-right flip. Images/s are timed over `--num_batches` batches after
           the Model Garden's InputReader; runs in bench/.venv-garden
           (tf-models-official 2.20, TF 2.20), created by bench/setup_venvs.sh
 
-`--impl=both` (default) builds the TFRecords if needed (demo dataset,
-`--num_images` of `--image_size`^2, about VOC's pixel count at 448), runs
-each of `--sides` in its own subprocess, alternating (A, B, C, D, A, ...),
-`--repeats` times, and prints the medians and, within each round, every
-side's rate relative to the Model Garden and to the decode-only ceiling
-(the steadier figures on a shared machine).
+The driver builds the TFRecords if needed (demo dataset, `--num_images` of
+`--image_size`^2, about VOC's pixel count at 448) and starts each of
+`--sides` as a long-lived worker (`harness.Worker`) that builds its
+pipeline and pulls `--warmup_batches`. It then alternates the sides
+(A, B, C, D, A, ...), each pulling `--num_batches` batches from its running
+iterator per sample, `--rounds` times after a warm-up round, and reports
+each side's median and best images/s, and the speed ratios against the
+Model Garden and the decode-only ceiling (`harness.speed_ratio`).
 
 Usage:
-  .venv/bin/python bench/input_pipeline.py [--repeats=5]
-      [--sides=ours,ours_full,ceiling,garden]
+  .venv/bin/python bench/input_pipeline.py [--rounds=5] [--num_batches=20]
+      [--sides=ours,ours_full,ceiling,garden] [--name=input_pipeline]
+Writes bench/results/<name>.json and .md.
 """
 
 import os
-import statistics
-import subprocess
-import sys
 import time
 
 from absl import app
 from absl import flags
 
+import harness
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("impl", "both",
-                  ["both", "ours", "ours_full", "ceiling", "garden"],
-                  "Which pipeline to time.")
 flags.DEFINE_list("sides", ["ours", "ours_full", "ceiling", "garden"],
-                  "Pipelines timed in alternation (impl=both).")
+                  "Pipelines timed in alternation.")
 flags.DEFINE_string("tfrecord_dir", "/tmp/deeplab_bench_input/tfrecord",
                     "TFRecords to read (built from the demo if missing).")
 flags.DEFINE_integer("num_images", 256, "Demo images to build.")
@@ -53,28 +52,33 @@ flags.DEFINE_integer("image_size", 448, "Demo image side.")
 flags.DEFINE_integer("crop_size", 513, "Training crop side.")
 flags.DEFINE_integer("batch_size", 16, "Batch size.")
 flags.DEFINE_integer("warmup_batches", 5, "Untimed batches.")
-flags.DEFINE_integer("num_batches", 40, "Timed batches.")
-flags.DEFINE_integer("repeats", 3, "Runs per pipeline (impl=both).")
-flags.DEFINE_string("garden_python", "bench/.venv-garden/bin/python",
-                    "Python of the Model Garden venv.")
+flags.DEFINE_integer("num_batches", 20, "Batches per sample.")
+flags.DEFINE_integer("rounds", 5, "Alternating rounds after the warm-up.")
+flags.DEFINE_integer("threads", 2, "Intra- and inter-op threads, every side.")
+flags.DEFINE_string("name", "input_pipeline", "Result file name in "
+                    "bench/results.")
+flags.DEFINE_string("serve", None, "Internal: serve this side.")
 
 _CYCLE_LENGTH = 4
 _SHUFFLE = 256
 
 
-def _time(dataset) -> float:
-  """Images/s over num_batches batches after the warm-up."""
+def _sampler(dataset):
+  """Pulls the warm-up batches; returns a function that times `batches`
+  more from the same running iterator, in images/s."""
   iterator = iter(dataset)
   for _ in range(FLAGS.warmup_batches):
     next(iterator)
-  start = time.perf_counter()
-  for _ in range(FLAGS.num_batches):
-    batch = next(iterator)
-  _ = batch  # The last batch is materialised by next().
-  return FLAGS.num_batches * FLAGS.batch_size / (time.perf_counter() - start)
+
+  def sample(batches):
+    start = time.perf_counter()
+    for _ in range(batches):
+      next(iterator)  # Each batch is materialised by next().
+    return batches * FLAGS.batch_size / (time.perf_counter() - start)
+  return sample
 
 
-def run_ours(full_image: bool = False) -> float:
+def run_ours(full_image: bool = False):
   from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
   from deeplab.datasets import crop_window  # pylint: disable=g-import-not-at-top
   from deeplab.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
@@ -86,10 +90,10 @@ def run_ours(full_image: bool = False) -> float:
       crop_size=(FLAGS.crop_size, FLAGS.crop_size), min_scale_factor=0.5,
       max_scale_factor=2.0, scale_factor_step_size=0.25,
       shuffle_buffer=_SHUFFLE)
-  return _time(input_pipeline.make_dataset(config))
+  return input_pipeline.make_dataset(config)
 
 
-def run_ceiling() -> float:
+def run_ceiling():
   """Decoding alone, read like the pipelines (images all one size)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from deeplab.datasets import tfrecord_io  # pylint: disable=g-import-not-at-top
@@ -104,10 +108,10 @@ def run_ceiling() -> float:
           tfrecord_io.parse_example(r)),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
   dataset = dataset.batch(FLAGS.batch_size, drop_remainder=True)
-  return _time(dataset.prefetch(tf.data.AUTOTUNE))
+  return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def run_garden() -> float:
+def run_garden():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from official.vision.dataloaders import segmentation_input  # pylint: disable=g-import-not-at-top
   files = sorted(tf.io.gfile.glob(os.path.join(FLAGS.tfrecord_dir,
@@ -126,7 +130,7 @@ def run_garden() -> float:
                         num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=False)
   dataset = dataset.batch(FLAGS.batch_size, drop_remainder=True)
-  return _time(dataset.prefetch(tf.data.AUTOTUNE))
+  return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _ensure_tfrecords() -> None:
@@ -142,52 +146,74 @@ def _ensure_tfrecords() -> None:
                                        num_shards=4, num_workers=2)
 
 
-def _subprocess_rate(python: str, impl: str) -> float:
-  args = [python, os.path.abspath(__file__), f"--impl={impl}"] + [
-      f"--{name}={getattr(FLAGS, name)}" for name in (
-          "tfrecord_dir", "crop_size", "batch_size", "warmup_batches",
-          "num_batches")]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-  result = subprocess.run(args, capture_output=True, text=True, env=env,
-                          check=False)
-  if result.returncode:
-    raise RuntimeError(f"{impl} failed:\n{result.stderr[-3000:]}")
-  return float(result.stdout.strip().splitlines()[-1].split()[-2])
+PIPELINES = {"ours": run_ours, "ours_full": lambda: run_ours(full_image=True),
+             "ceiling": run_ceiling, "garden": run_garden}
+
+
+def worker_setup(side):
+  """Builds and warms one pipeline; returns (info, handler)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  harness.set_threads(tf, FLAGS.threads)
+  sample = _sampler(PIPELINES[side]())
+  info = {"side": side, "tensorflow": tf.__version__}
+  return info, lambda request: {"rate": sample(request["batches"])}
+
+
+def report(samples):
+  """The result dict and its Markdown tables."""
+  rows = []
+  for side, values in samples.items():
+    s = harness.summarize(values, lower_is_better=False)
+    rows.append([side, f"{s['median']:.1f}", f"{s['best']:.1f}"])
+  table = harness.markdown_table(["pipeline", "images/s median",
+                                  "images/s best"], rows)
+  ratios, ratio_rows = {}, []
+  for reference in ("garden", "ceiling", "ours_full"):
+    for side in samples:
+      if reference in samples and side not in (reference, "ceiling"):
+        r = harness.speed_ratio(samples[side], samples[reference],
+                                lower_is_better=False)
+        ratios[f"{side}/{reference}"] = r
+        ratio_rows.append([f"{side} / {reference}", f"{r['median']:.2f}",
+                           f"{r['best']:.2f}", f"{r['paired']:.2f}"])
+  ratio_table = harness.markdown_table(
+      ["rate ratio", "of medians", "of bests", "median per round"],
+      ratio_rows)
+  markdown = (f"batch {FLAGS.batch_size}, crop {FLAGS.crop_size}x"
+              f"{FLAGS.crop_size}, scale 0.5-2.0, flip; {FLAGS.num_batches} "
+              f"batches per sample, {FLAGS.rounds} alternating rounds after "
+              f"a warm-up round; {FLAGS.threads} intra/inter-op threads per "
+              f"side.\n\n{table}\n\n{ratio_table}")
+  result = {"machine": harness.machine(), "batch_size": FLAGS.batch_size,
+            "crop_size": FLAGS.crop_size, "num_batches": FLAGS.num_batches,
+            "rounds": FLAGS.rounds, "samples": samples, "ratios": ratios}
+  return result, markdown
 
 
 def main(argv):
   del argv
-  runs = {"ours": run_ours, "ours_full": lambda: run_ours(full_image=True),
-          "ceiling": run_ceiling, "garden": run_garden}
-  if FLAGS.impl != "both":
-    print(f"{FLAGS.impl} {runs[FLAGS.impl]():.1f} images/s")
+  if FLAGS.serve:
+    harness.serve(lambda: worker_setup(FLAGS.serve))
     return
   _ensure_tfrecords()
-  if "garden" in FLAGS.sides and not os.path.exists(FLAGS.garden_python):
-    raise FileNotFoundError(f"{FLAGS.garden_python} not found; run "
-                            "bash bench/setup_venvs.sh (or drop garden "
-                            "from --sides)")
-  rates = {side: [] for side in FLAGS.sides}
-  for _ in range(FLAGS.repeats):
-    for side in FLAGS.sides:  # Alternating: A, B, C, D, A, B, ...
-      python = FLAGS.garden_python if side == "garden" else sys.executable
-      rates[side].append(_subprocess_rate(python, side))
-  print(f"{os.cpu_count()} CPUs, batch {FLAGS.batch_size}, crop "
-        f"{FLAGS.crop_size}, {FLAGS.num_batches} timed batches, "
-        f"{FLAGS.repeats} rounds")
-  for name, values in rates.items():
-    print(f"{name}: median {statistics.median(values):.1f} images/s "
-          f"({', '.join(f'{v:.1f}' for v in values)})")
-  for reference in ("garden", "ceiling"):
-    if reference not in rates:
-      continue
-    for side in rates:
-      if side == reference:
-        continue
-      ratios = [a / b for a, b in zip(rates[side], rates[reference])]
-      print(f"{side} / {reference} per round: "
-            f"{', '.join(f'{r:.2f}' for r in ratios)}, median "
-            f"{statistics.median(ratios):.2f}")
+  args = [f"--{name}={getattr(FLAGS, name)}" for name in (
+      "tfrecord_dir", "crop_size", "batch_size", "warmup_batches", "threads")]
+  workers = {}
+  try:
+    for side in FLAGS.sides:
+      python = harness.VENV_PYTHONS["garden" if side == "garden" else "ours"]
+      workers[side] = harness.Worker(python, os.path.abspath(__file__), side,
+                                     args)
+      print(f"{side}: {workers[side].info}", flush=True)
+    samples = harness.alternate(
+        {side: lambda w=worker: w.request(batches=FLAGS.num_batches)["rate"]
+         for side, worker in workers.items()}, FLAGS.rounds, warmup=1)
+  finally:
+    for worker in workers.values():
+      worker.close()
+  result, markdown = report(samples)
+  print(markdown)
+  print("written:", harness.write_results(FLAGS.name, result, markdown))
 
 
 if __name__ == "__main__":

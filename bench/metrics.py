@@ -17,19 +17,18 @@ own subprocess so that none inherits another's warm state:
 
 After one warm-up round (page cache, .pyc), `--repeats` rounds run every
 side in turn (A, B, C, D, A, B, ...); the table gives each side's median
-and min and the ratios of medians. Every side's configuration is printed.
-The per-class IoUs of `ours_lib` and cityscapesscripts are compared.
+and best and its speed ratios (`harness.speed_ratio`). Every side's
+configuration is printed. The per-class IoUs of `ours_lib` and cityscapesscripts are compared.
 
 Usage:
   python bench/metrics.py [--num_pairs=50] [--repeats=5] [--threads=0]
-      [--output_dir=/tmp/bench_metrics]
+      [--output_dir=bench/results] [--name=metrics]
 Smoke run: python bench/metrics.py --num_pairs=2 --repeats=1
 """
 
 import copy
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
+
+import harness
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_pairs", 50, "Generated prediction/truth pairs.")
@@ -49,8 +50,9 @@ flags.DEFINE_list("sides", ["ours_app", "ours_lib", "cityscapesscripts",
                             "floor"], "Sides to time.")
 flags.DEFINE_string("work_dir", None, "Where the PNGs go (default: a "
                     "temporary folder, removed after).")
-flags.DEFINE_string("output_dir", "/tmp/bench_metrics",
-                    "Where results.json and results.md are written.")
+flags.DEFINE_string("output_dir", harness.RESULTS_DIR,
+                    "Where <name>.json and <name>.md are written.")
+flags.DEFINE_string("name", "metrics", "Result file name.")
 flags.DEFINE_string("worker", None, "Internal: time one side, print JSON.")
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,38 +155,43 @@ def _run_side(side, folder, threads, eval_logdir):
   return record
 
 
-def _table(summary, sides):
-  base = summary.get("cityscapesscripts", {}).get("median")
-  floor = summary.get("floor", {}).get("median")
-  lines = ["| side | configuration | median s | min s | vs cityscapesscripts "
-           "(time ratio) | vs floor |", "|---|---|---|---|---|---|"]
+def _table(result, sides):
+  """Each side's median and best, and its speed against the references."""
+  rows = []
   for side in sides:
-    s = summary[side]
-    ratio = f"{s['median'] / base:.2f}" if base else ""
-    over = f"{s['median'] / floor:.2f}" if floor else ""
-    lines.append(f"| {side} | {s['config']} | {s['median']:.2f} | "
-                 f"{s['min']:.2f} | {ratio} | {over} |")
-  return "\n".join(lines)
+    s = result["sides"][side]
+    row = [side, s["config"], f"{s['median']:.2f}", f"{s['best']:.2f}"]
+    for reference in ("cityscapesscripts", "floor"):
+      r = result["ratios"].get(f"{side}/{reference}")
+      row.append(f"{r['median']:.2f} (paired {r['paired']:.2f})" if r else "")
+    rows.append(row)
+  return harness.markdown_table(
+      ["side", "configuration", "median s", "best s",
+       "speed vs cityscapesscripts", "speed vs floor"], rows)
 
 
 def bench(folder):
+  """Generates the PNGs, then alternates the sides after a warm-up round."""
   threads = FLAGS.threads or os.cpu_count()
   generate(folder, FLAGS.num_pairs, FLAGS.height, FLAGS.width)
   eval_logdir = os.path.join(folder, "eval")
   warm = {side: _run_side(side, folder, threads, eval_logdir)
           for side in FLAGS.sides}
-  times = {side: [] for side in FLAGS.sides}
-  for _ in range(FLAGS.repeats):
-    for side in FLAGS.sides:  # A, B, C, D, A, B, ...
-      times[side].append(_run_side(side, folder, threads,
-                                   eval_logdir)["seconds"])
+  samples = harness.alternate(
+      {side: lambda side=side: _run_side(side, folder, threads,
+                                         eval_logdir)["seconds"]
+       for side in FLAGS.sides}, FLAGS.repeats, warmup=0)
   csupport = warm.get("cityscapesscripts", {}).get("csupport")
-  summary = {side: {"config": CONFIG[side].format(t=threads, cs=csupport),
-                    "seconds": t, "median": statistics.median(t),
-                    "min": min(t)} for side, t in times.items()}
-  result = {"num_pairs": FLAGS.num_pairs, "size": [FLAGS.height, FLAGS.width],
-            "repeats": FLAGS.repeats, "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(), "sides": summary}
+  summary = {side: dict(harness.summarize(t),
+                        config=CONFIG[side].format(t=threads, cs=csupport))
+             for side, t in samples.items()}
+  ratios = {f"{side}/{reference}": harness.speed_ratio(
+      samples[side], samples[reference])
+            for reference in ("cityscapesscripts", "floor")
+            for side in samples if reference in samples and side != reference}
+  result = {"machine": harness.machine(), "num_pairs": FLAGS.num_pairs,
+            "size": [FLAGS.height, FLAGS.width], "repeats": FLAGS.repeats,
+            "sides": summary, "samples": samples, "ratios": ratios}
   if "ours_lib" in warm and "cityscapesscripts" in warm:
     differences = [abs(a - b) for a, b in zip(
         warm["ours_lib"]["per_class_iou"],
@@ -204,18 +211,15 @@ def main(argv):
   else:
     with tempfile.TemporaryDirectory() as folder:
       result = bench(folder)
-  table = _table(result["sides"], FLAGS.sides)
-  header = (f"{result['num_pairs']} pairs of {FLAGS.height}x{FLAGS.width}, "
-            f"{FLAGS.repeats} rounds after a warm-up, {result['cpus']} CPUs, "
-            f"load average {result['load_average'][0]:.1f}; max per-class "
-            "IoU difference ours vs cityscapesscripts "
+  header = (f"{result['num_pairs']} pairs of {FLAGS.height}x{FLAGS.width} "
+            f"labelId PNGs, decode included, {FLAGS.repeats} alternating "
+            "rounds after a warm-up round; speed = time ratio (> 1: faster); "
+            "max per-class IoU difference ours vs cityscapesscripts "
             f"{result.get('max_per_class_iou_difference')}")
-  print(header + "\n\n" + table)
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
-    json.dump(result, f, indent=2)
-  with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
-    f.write(header + "\n\n" + table + "\n")
+  markdown = header + "\n\n" + _table(result, FLAGS.sides)
+  print(markdown)
+  print("written:", harness.write_results(FLAGS.name, result, markdown,
+                                          FLAGS.output_dir))
 
 
 if __name__ == "__main__":
