@@ -157,6 +157,10 @@ flags.DEFINE_integer("min_resize_value", None,
                      "Resize so the short side is at least this.")
 flags.DEFINE_integer("max_resize_value", None,
                      "Resize so the long side is at most this.")
+flags.DEFINE_integer("resize_factor", None,
+                     "Resized dimensions are multiple of factor plus one "
+                     "(official; with --min_resize_value/--max_resize_value, "
+                     "e.g. 16 for 16k+1 sides).")
 flags.DEFINE_enum("out_of_range_labels", "error", ["error", "ignore"],
                   "Label values outside [0, num_classes) other than the "
                   "ignore label: error (stop, naming the split, count and a "

@@ -271,6 +271,7 @@ def _eval_input_fn(descriptor):
           FLAGS.eval_crop_size, "eval_crop_size"),
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
+      resize_factor=FLAGS.resize_factor,
       is_training=False,
       # Pad with what the variant's preprocessing maps to 0 (official
       # feature_extractor.mean_pixel).

@@ -208,6 +208,7 @@ def _data_config(descriptor, model_config: config_lib.ModelConfig
                                                  "train_crop_size"),
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
+      resize_factor=FLAGS.resize_factor,
       min_scale_factor=FLAGS.min_scale_factor,
       max_scale_factor=FLAGS.max_scale_factor,
       scale_factor_step_size=FLAGS.scale_factor_step_size,

@@ -107,6 +107,7 @@ def _vis_config(descriptor, model_config) -> vis_writer.VisConfig:
       crop_size=crop, batch_size=FLAGS.vis_batch_size,
       min_resize_value=FLAGS.min_resize_value,
       max_resize_value=FLAGS.max_resize_value,
+      resize_factor=FLAGS.resize_factor,
       eval_scales=FLAGS.eval_scales,
       add_flipped_images=FLAGS.add_flipped_images,
       mean_pixel=model_variants.get_model_variant(

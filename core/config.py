@@ -343,6 +343,8 @@ class DataConfig:
       full-image evaluation.
     min_resize_value: Optional: resize so the short side is at least this.
     max_resize_value: Optional: resize so the long side is at most this.
+    resize_factor: Optional: resized sides become multiples of it plus one
+      (official `--resize_factor`, e.g. 16 for 16k+1 sides).
     min_scale_factor: Lower bound of random scaling (training only).
     max_scale_factor: Upper bound of random scaling.
     scale_factor_step_size: Random scales are drawn on this grid (0 means a
@@ -377,6 +379,7 @@ class DataConfig:
   crop_size: Tuple[int, int] = (513, 513)
   min_resize_value: Optional[int] = None
   max_resize_value: Optional[int] = None
+  resize_factor: Optional[int] = None
   min_scale_factor: float = 0.5
   max_scale_factor: float = 2.0
   scale_factor_step_size: float = 0.25
@@ -408,6 +411,8 @@ class DataConfig:
          self.min_resize_value > 0, "positive"),
         ("max_resize_value", self.max_resize_value is None or
          self.max_resize_value > 0, "positive"),
+        ("resize_factor", self.resize_factor is None or
+         self.resize_factor > 0, "positive"),
         ("min_scale_factor", self.min_scale_factor > 0, "positive"),
         ("max_scale_factor", self.max_scale_factor >= self.min_scale_factor,
          f">= --min_scale_factor ({self.min_scale_factor})"),

@@ -93,21 +93,29 @@ def _resize(image: tf.Tensor, label: Optional[tf.Tensor], size: tf.Tensor
 
 def resize_to_range(image: tf.Tensor, label: Optional[tf.Tensor],
                     min_size: Optional[int],
-                    max_size: Optional[int]):
+                    max_size: Optional[int],
+                    factor: Optional[int] = None):
   """Resizes so the short side is `min_size`, unless the long side would
   then exceed `max_size`, in which case the long side becomes `max_size`.
 
   With only `max_size`, images larger than it are shrunk and others kept.
+  With `factor` (official `--resize_factor`), `max_size` first drops to the
+  largest `factor * k + 1` not above it, and each new side is then rounded
+  up to the next `factor * k + 1` (official `preprocess_utils.
+  resize_to_range`), e.g. 16k+1 sides for feature maps aligned at stride 16.
 
   Args:
     image: float32 [H, W, 3].
     label: int32 [H, W, 1] or None.
     min_size: Target of the short side, or None.
     max_size: Bound of the long side, or None.
+    factor: Optional positive int: sides become multiples of it plus one.
 
   Returns:
     (image, label) resized.
   """
+  if max_size and factor:
+    max_size = max_size - (max_size - 1) % factor
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
   short_side, long_side = tf.reduce_min(shape), tf.reduce_max(shape)
   if min_size:
@@ -124,6 +132,8 @@ def resize_to_range(image: tf.Tensor, label: Optional[tf.Tensor],
     scale = tf.minimum(1.0, float(max_size) / long_side)
     size = tf.cast(tf.floor(shape * scale), tf.int32)
   size = tf.maximum(size, 1)
+  if factor:
+    size += (factor - (size - 1) % factor) % factor
   return _resize(image, label, size)
 
 
@@ -143,7 +153,8 @@ def preprocess_image_and_label(image: tf.Tensor,
                                image_name: Optional[tf.Tensor] = None,
                                augment_params: Optional[
                                    AugmentParams] = None,
-                               mean_pixel: Optional[Sequence[float]] = None):
+                               mean_pixel: Optional[Sequence[float]] = None,
+                               resize_factor: Optional[int] = None):
   """Preprocesses one image and its label (see the module docstring).
 
   Args:
@@ -166,6 +177,8 @@ def preprocess_image_and_label(image: tf.Tensor,
     mean_pixel: RGB value of padded (and rotated-in, masked) pixels: the
       model variant's `ModelVariant.mean_pixel`, which its preprocessing
       maps to 0. Required (ValueError when None).
+    resize_factor: Optional: resized sides become multiples of it plus one
+      (official `--resize_factor`; see `resize_to_range`).
 
   Returns:
     (image float32 [crop_height, crop_width, 3] in [0, 255] padded with
@@ -185,7 +198,7 @@ def preprocess_image_and_label(image: tf.Tensor,
   label = None if label is None else tf.cast(label, tf.int32)
   if min_resize_value or max_resize_value:
     image, label = resize_to_range(image, label, min_resize_value,
-                                   max_resize_value)
+                                   max_resize_value, resize_factor)
 
   if is_training:
     image, label, seeds = _scale_and_augment(

@@ -70,7 +70,7 @@ def full_image_input_fn(data_config):
   """Eval `input_fn` of whole, unpadded images at batch size 1.
 
   For images of any size (Cityscapes 1024x2048) without an eval canvas;
-  `min_resize_value`/`max_resize_value` still apply.
+  `min_resize_value`/`max_resize_value` (and `resize_factor`) still apply.
   """
 
   def _prepare(example):
@@ -79,7 +79,7 @@ def full_image_input_fn(data_config):
     if data_config.min_resize_value or data_config.max_resize_value:
       image, label = preprocess.resize_to_range(
           image, label, data_config.min_resize_value,
-          data_config.max_resize_value)
+          data_config.max_resize_value, data_config.resize_factor)
     features = {"image": image, "height": example["height"],
                 "width": example["width"], "filename": example["filename"]}
     return features, label[..., 0]

@@ -58,7 +58,8 @@ class VisConfig:
     crop_size: (height, width) canvas images are padded to, or None for
       each image at its own size.
     batch_size: Images per forward pass (with a crop_size).
-    min_resize_value, max_resize_value: Official eval resize (optional).
+    min_resize_value, max_resize_value, resize_factor: Official eval
+      resize (optional; `preprocess.resize_to_range`).
     eval_scales, add_flipped_images: Multi-scale and flipped inference.
     mean_pixel: RGB padding, the model variant's `ModelVariant.mean_pixel`
       (what its preprocessing maps to 0), as evaluation pads.
@@ -71,6 +72,7 @@ class VisConfig:
   batch_size: int = 1
   min_resize_value: Optional[int] = None
   max_resize_value: Optional[int] = None
+  resize_factor: Optional[int] = None
   eval_scales: Sequence[float] = (1.0,)
   add_flipped_images: bool = False
   mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB
@@ -92,7 +94,7 @@ def make_batch_predictor(model, config: VisConfig
       return tf.constant(image, tf.float32)
     return preprocess.resize_to_range(
         tf.constant(image, tf.float32), None, config.min_resize_value,
-        config.max_resize_value)[0]
+        config.max_resize_value, config.resize_factor)[0]
 
   def predict(images):
     inputs = [resized(image) for image in images]

@@ -121,6 +121,45 @@ def test_resize_to_range():
   assert out.shape == (30, 100, 3)
 
 
+# (height, width), min, max, factor -> size, as computed by official
+# research/deeplab/core/preprocess_utils.resize_to_range(..., factor=...)
+# run in the oracle venv (.venv-official, TF 2.15): max_size drops to
+# max - (max - 1) % factor, then sides round up to factor * k + 1.
+_OFFICIAL_RESIZE_FACTOR_CASES = [
+    ((20, 30), 30, None, 16, (33, 49)),
+    ((20, 30), 30, 50, 16, (33, 49)),
+    ((100, 67), 60, 90, 16, (81, 65)),
+    ((33, 33), 40, 60, 8, (41, 41)),
+    ((500, 375), 513, 513, 16, (513, 385)),
+    ((375, 500), 400, 513, 16, (385, 513)),
+    ((17, 9), 10, None, 4, (21, 13)),
+    ((7, 200), 20, 100, 10, (11, 91)),
+]
+
+
+@pytest.mark.parametrize("shape,min_size,max_size,factor,expected",
+                         _OFFICIAL_RESIZE_FACTOR_CASES)
+def test_resize_to_range_with_factor_matches_official(shape, min_size,
+                                                      max_size, factor,
+                                                      expected):
+  label = tf.zeros([*shape, 1], tf.int32)
+  out, out_label = preprocess.resize_to_range(
+      tf.zeros([*shape, 3]), label, min_size, max_size, factor)
+  assert tuple(out.shape[:2]) == expected
+  assert tuple(out_label.shape[:2]) == expected
+
+
+def test_resize_factor_reaches_the_pipeline():
+  """--resize_factor travels from preprocess_image_and_label (eval: the
+  resized image is padded to the crop, so its valid region is 33x49)."""
+  image, label = _coupled_example(20, 30)
+  _, out_label = preprocess.preprocess_image_and_label(
+      image, label, 64, 64, min_resize_value=30, max_resize_value=50,
+      is_training=False, mean_pixel=UNIT, resize_factor=16)
+  valid = out_label.numpy()[..., 0] != 255
+  assert valid.any(axis=1).sum() == 33 and valid.any(axis=0).sum() == 49
+
+
 def test_resize_aligns_corners():
   """Official preprocess_utils resizes with align_corners=True: corner
   pixels are kept and a linear ramp stays exactly linear."""
