@@ -135,6 +135,20 @@ flags.DEFINE_integer("quantize_delay_step", -1,
                      "training: fake-quant ops from this step on; read from "
                      "a checkpoint's model_config.json by evaluate and "
                      "export (int8 TFLite then needs no calibration data).")
+flags.DEFINE_boolean("prediction_with_upsampled_logits", True,
+                     "When performing prediction, there are two options: (1) "
+                     "bilinear upsampling the logits followed by argmax, or "
+                     "(2) argmax at the logits' stride followed by nearest-"
+                     "neighbour upsampling of the labels (official; faster, "
+                     "blockier). Single-scale evaluation, vis and export.")
+flags.DEFINE_multi_float("image_pyramid", None,
+                         "Input scales for multi-scale feature extraction "
+                         "(official), repeated: their logits are merged by "
+                         "--merge_method; training puts a loss on each scale "
+                         "and on the merged logits. Single-scale evaluation, "
+                         "vis and export use it too.")
+flags.DEFINE_enum("merge_method", "max", list(config_lib.MERGE_METHODS),
+                  "Scheme to merge multi scale features (official).")
 flags.DEFINE_integer("num_classes", None,
                      "Number of classes; defaults to the dataset's.")
 flags.DEFINE_boolean("override_model_config", False,
@@ -281,6 +295,9 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
                              if "training_number_of_steps" in FLAGS
                              else config_lib.ModelConfig.drop_path_total_steps),
       quantize_delay_step=max(-1, FLAGS.quantize_delay_step),
+      prediction_with_upsampled_logits=FLAGS.prediction_with_upsampled_logits,
+      image_pyramid=tuple(FLAGS.image_pyramid or ()) or None,
+      merge_method=FLAGS.merge_method,
   )
 
 
@@ -340,9 +357,14 @@ def model_config_for_checkpoint(path: str, num_classes: int,
         "Pass the dataset it was trained on, or --override_model_config.")
   logging.info("Model config read from %s.",
                checkpoints.model_config_path(path))
-  return checkpoints.merge_model_config(
+  # How the model predicts is the command line's to choose, if given.
+  inference = {field: getattr(given, field)
+               for field in config_lib.INFERENCE_FIELDS
+               if explicit.pop(field, None)}
+  merged = checkpoints.merge_model_config(
       saved, given, explicit, FLAGS.override_model_config,
       source=f"--{flag_name} {path}")
+  return dataclasses.replace(merged, **inference)
 
 
 def _backbone_initializer_from_flag() -> str:

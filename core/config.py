@@ -17,6 +17,13 @@ FREEZE_LEVELS = ("none", "backbone", "all_but_logits")
 MIXED_PRECISION = ("", "float16", "bfloat16")
 DISTRIBUTION_STRATEGIES = ("default", "one_device", "mirrored",
                            "multi_worker_mirrored", "tpu")
+# How official `multi_scale_logits` merges the logits of `image_pyramid`.
+MERGE_METHODS = ("max", "avg")
+# ModelConfig fields that change how a model predicts (and, for
+# image_pyramid, trains), not the weights it holds: a command line may set
+# them on top of a checkpoint's saved config (`common_flags`).
+INFERENCE_FIELDS = ("prediction_with_upsampled_logits", "image_pyramid",
+                    "merge_method")
 # ModelConfig fields whose flag has another (official) name.
 MODEL_FLAG_NAMES = {"aspp_filters": "aspp_convs_filters",
                     "batch_norm_momentum": "batch_norm_decay",
@@ -135,6 +142,18 @@ class ModelConfig:
       it with fake-quant ops (`core/modeling/quantize.py`) that training
       switches on at step N. Saved in model_config.json, so evaluation and
       export rebuild the quantized model.
+    prediction_with_upsampled_logits: Official flag (True): single-pass
+      prediction takes the argmax of the logits upsampled (bilinear) to the
+      input size; False takes it at the logits' stride and resizes the
+      labels by nearest neighbour (faster, blockier), and the
+      probabilities are the softmax resized bilinearly (official
+      `model.predict_labels`). Multi-scale inference always upsamples.
+    image_pyramid: Official flag: input scales whose logits are computed,
+      resized to the logits' size at max(1, largest scale) and merged by
+      `merge_method`, in training (each scale's logits and the merged ones
+      get a loss) and in single-pass prediction (official
+      `multi_scale_logits`); None is one plain pass.
+    merge_method: `max` or `avg`: how `image_pyramid` logits merge.
   """
 
   model_variant: str = "mobilenet_v2"
@@ -178,9 +197,13 @@ class ModelConfig:
   drop_path_keep_prob: float = 1.0
   drop_path_total_steps: int = 500000
   quantize_delay_step: int = -1
+  prediction_with_upsampled_logits: bool = True
+  image_pyramid: Optional[Tuple[float, ...]] = None
+  merge_method: str = "max"
 
   def __post_init__(self):
     self._check_sizes()
+    self._check_image_pyramid()
     self._check_dense_prediction_cell()
     if self.output_stride not in (8, 16, 32):
       raise ValueError(
@@ -246,6 +269,23 @@ class ModelConfig:
         ("quantize_delay_step", self.quantize_delay_step >= -1,
          ">= -1 (-1: no quantization)"),
     ])
+
+  def _check_image_pyramid(self):
+    """Positive, distinct scales; a known merge method."""
+    _check(self, ModelConfig.flag_name,
+           [_choice("merge_method", self.merge_method, MERGE_METHODS)])
+    if not self.image_pyramid:
+      self.image_pyramid = None
+      return
+    try:
+      self.image_pyramid = tuple(float(s) for s in self.image_pyramid)
+    except (TypeError, ValueError):
+      raise ValueError("--image_pyramid expects numbers, got "
+                       f"{self.image_pyramid!r}.") from None
+    if (min(self.image_pyramid) <= 0 or
+        len(set(self.image_pyramid)) != len(self.image_pyramid)):
+      raise ValueError("--image_pyramid expects distinct positive scales, "
+                       f"got {list(self.image_pyramid)}.")
 
   def _check_dense_prediction_cell(self):
     """The dense prediction cell replaces ASPP: not with other heads."""

@@ -1,7 +1,7 @@
 """Batched evaluation of a Keras model on a `tf.data` input, under a strategy.
 
 What official `eval.py` does for a checkpoint: one pass over the eval split,
-multi-scale/flip inference (`multiscale.predict`), one confusion matrix
+multi-scale/flip inference (`multiscale.predict_labels`), one confusion matrix
 summed on device across replicas, every figure derived from it. Used by
 `evaluate.py` (on a model restored with `core/checkpoints.restore_model`)
 and by the training Runner's online evaluation, so both score alike.
@@ -76,9 +76,9 @@ class ModelEvaluator:
     model, strategy = self.model, self.strategy
 
     def step_fn(features, labels):
-      _, logits = multiscale.predict(model, features["image"], scales,
-                                     add_flipped_images)
-      predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+      predictions, _, _ = multiscale.predict_labels(
+          model, features["image"], scales, add_flipped_images,
+          with_probabilities=False)
       return (metrics_lib.confusion_matrix_update(
           labels, predictions, self.num_classes, self.ignore_label),
               tf.shape(labels, out_type=tf.int64)[0])

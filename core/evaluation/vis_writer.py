@@ -85,9 +85,10 @@ def make_batch_predictor(model, config: VisConfig
 
   @tf.function(reduce_retracing=True)
   def run(images):
-    probabilities, _ = multiscale.predict(model, images, scales,
-                                          config.add_flipped_images)
-    return tf.argmax(probabilities, -1, output_type=tf.int32)
+    labels, _, _ = multiscale.predict_labels(
+        model, images, scales, config.add_flipped_images,
+        with_probabilities=False)
+    return labels
 
   def resized(image):
     if not (config.min_resize_value or config.max_resize_value):

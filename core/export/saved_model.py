@@ -43,6 +43,8 @@ def inference_outputs(model: keras.Model, images: tf.Tensor,
   (`with_probabilities=False`) never computes it at full resolution.
   Multi-scale and flipped inference average probabilities (official
   `predict_labels_multi_scale`), so their labels need the softmax anyway.
+  The model's `prediction_with_upsampled_logits`, `image_pyramid` and
+  `merge_method` apply as in `multiscale.predict_labels`.
 
   Args:
     model: Keras model mapping float32 pixels (0..255) to logits.
@@ -56,16 +58,9 @@ def inference_outputs(model: keras.Model, images: tf.Tensor,
     `probabilities` and `logits` float32 [B, H, W, C] (see
     `multiscale.predict` for multi-scale logits).
   """
-  if multiscale.is_single_pass(scales, add_flipped_images):
-    logits = multiscale.upsampled_logits(model, images)
-    outputs = {LABELS: tf.argmax(logits, -1, output_type=tf.int32)}
-    if with_probabilities:
-      outputs.update({PROBABILITIES: tf.nn.softmax(logits, axis=-1),
-                      LOGITS: logits})
-    return outputs
-  probabilities, logits = multiscale.predict(
-      model, tf.cast(images, tf.float32), scales, add_flipped_images)
-  outputs = {LABELS: tf.argmax(probabilities, -1, output_type=tf.int32)}
+  labels, probabilities, logits = multiscale.predict_labels(
+      model, images, scales, add_flipped_images, with_probabilities)
+  outputs = {LABELS: labels}
   if with_probabilities:
     outputs.update({PROBABILITIES: probabilities, LOGITS: logits})
   return outputs

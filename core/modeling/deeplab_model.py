@@ -282,9 +282,10 @@ def main_output_model(model: keras.Model) -> keras.Model:
 
 # What multi-scale inference needs to know of a model beyond its layers
 # (`multiscale.predict`): the logits' stride, and the image-pooling window's
-# crop and output stride, which official `multi_scale_logits` rescales.
+# crop and output stride, which official `multi_scale_logits` rescales; and
+# how it predicts (`config.INFERENCE_FIELDS`: `multiscale.predict_labels`).
 INFERENCE_ATTRIBUTES = ("logits_output_stride", "image_pooling_crop_size",
-                        "output_stride")
+                        "output_stride", *config_lib.INFERENCE_FIELDS)
 
 
 def _set_inference_attributes(model, config, variant):
@@ -292,6 +293,8 @@ def _set_inference_attributes(model, config, variant):
   model.image_pooling_crop_size = (tuple(config.image_pooling_crop_size)
                                    if config.image_pooling_crop_size else None)
   model.output_stride = config.output_stride
+  for name in config_lib.INFERENCE_FIELDS:
+    setattr(model, name, getattr(config, name))
 
 
 def _aux_endpoint(variant, endpoints):

@@ -12,8 +12,11 @@ probabilities. The label is the argmax of that average. For our models
 from the logits before `upsample_logits`; other callables, which give
 input-resolution logits only, get one resize.
 
-Used by evaluation (`model_fn` EVAL mode, the Keras predictor) and by every
-export format, so all of them compute the same thing.
+`predict_labels` is what evaluation (`model_fn` EVAL mode,
+`model_eval`, the Keras predictor), visualisation and every export format
+compute, so all of them agree. Its single pass follows the model's official
+`prediction_with_upsampled_logits` and `image_pyramid`/`merge_method`
+(`pyramid_logits`, official `multi_scale_logits`, also used for training).
 
 Example:
 
@@ -23,7 +26,7 @@ Example:
 
 import contextlib
 import weakref
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -112,7 +115,9 @@ def image_pooling_window_at(model, scale: float):
       layer.pool_size = size
 
 
-def _resize(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+def resize_bilinear(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  """TF1 `resize_bilinear(..., align_corners=True)`, as official DeepLab
+  resizes images and logits (`utils.resize_bilinear`)."""
   return tf.raw_ops.ResizeBilinear(images=images, size=size,
                                    align_corners=True,
                                    half_pixel_centers=False)
@@ -131,7 +136,145 @@ def upsampled_logits(model, images: tf.Tensor) -> tf.Tensor:
     # Ours end in `upsample_logits`, at the input size already: a second
     # (identity) resize would cost a full-resolution pass in every format.
     return logits
-  return _resize(logits, tf.shape(images)[1:3])
+  return resize_bilinear(logits, tf.shape(images)[1:3])
+
+
+def _scaled_logits(model, raw_model, images: tf.Tensor, scale: float,
+                   logits_size: tf.Tensor, training: bool = False
+                   ) -> tf.Tensor:
+  """The logits before upsampling of `images` (already at `scale`), with
+  that scale's image-pooling window, resized to `logits_size`."""
+  with image_pooling_window_at(model, scale):
+    logits = deeplab_model.main_logits(raw_model(images, training=training))
+  return resize_bilinear(logits, logits_size)
+
+
+MERGED_LOGITS = "merged_logits"  # Official model.MERGED_LOGITS_SCOPE.
+
+
+def pyramid_logits(model, images: tf.Tensor,
+                   image_pyramid: Optional[Sequence[float]] = None,
+                   merge_method: str = "max", training: bool = False
+                   ) -> Dict[str, tf.Tensor]:
+  """Official `multi_scale_logits`: logits per input scale, and merged.
+
+  Each scale runs on the image resized to `scale_dimension(size, scale)`;
+  its logits are resized to `scale_dimension(size, max(1, largest scale) /
+  logits_output_stride)` and merged by max or mean over scales.
+
+  Args:
+    model: A model of `deeplab_model.build_deeplab_model`.
+    images: float32 [B, H, W, 3] pixels.
+    image_pyramid: Input scales; None is (1.0,).
+    merge_method: `max` or `avg`.
+    training: Run in training mode (BatchNorm, dropout).
+
+  Returns:
+    {`merged_logits`: float32 [B, h, w, C]}, plus `logits_%.2f` per scale
+    when there are several (official keys; training puts a loss on each).
+
+  Raises:
+    ValueError: when `model` is not one of ours (no logits before
+      upsampling).
+  """
+  logits_and_stride = logits_model(model)
+  if logits_and_stride is None:
+    raise ValueError("image_pyramid and prediction_with_upsampled_logits="
+                     "False need a model of build_deeplab_model.")
+  raw_model, stride = logits_and_stride
+  pyramid = tuple(image_pyramid or (1.0,))
+  images = tf.cast(images, tf.float32)
+  size = tf.shape(images)[1:3]
+  logits_size = scale_dimension(size, max(1.0, max(pyramid)) / stride)
+  scales_to_logits = {}
+  for scale in pyramid:
+    scaled = images
+    if scale != 1.0:
+      scaled = resize_bilinear(images, tf.maximum(scale_dimension(size, scale), 1))
+    logits = _scaled_logits(model, raw_model, scaled, scale, logits_size,
+                            training)
+    if len(pyramid) == 1:
+      return {MERGED_LOGITS: logits}
+    scales_to_logits[f"logits_{scale:.2f}"] = logits
+  merge = tf.reduce_max if merge_method == "max" else tf.reduce_mean
+  scales_to_logits[MERGED_LOGITS] = merge(
+      tf.stack(list(scales_to_logits.values()), axis=-1), axis=-1)
+  return scales_to_logits
+
+
+def _single_pass(model, images: tf.Tensor, with_probabilities: bool):
+  """(labels, probabilities, logits) of official `predict_labels` with the
+  model's `image_pyramid`, `merge_method` and
+  `prediction_with_upsampled_logits` (attributes set from its config)."""
+  pyramid = getattr(model, "image_pyramid", None)
+  upsample = getattr(model, "prediction_with_upsampled_logits", True)
+  size = tf.shape(images)[1:3]
+  if not pyramid and upsample:
+    logits = upsampled_logits(model, images)  # One pass, as before.
+  else:
+    merged = pyramid_logits(model, images, pyramid,
+                            getattr(model, "merge_method", "max"))
+    merged = merged[MERGED_LOGITS]
+  if upsample:
+    if pyramid:
+      logits = resize_bilinear(merged, size)
+    labels = tf.argmax(logits, -1, output_type=tf.int32)
+    if not with_probabilities:
+      return labels, None, None
+    return labels, tf.nn.softmax(logits, axis=-1), logits
+  # Official: argmax at the logits' stride, labels resized by nearest
+  # neighbour with corners aligned; the softmax resized bilinearly.
+  labels = tf.raw_ops.ResizeNearestNeighbor(
+      images=tf.argmax(merged, -1, output_type=tf.int32)[..., tf.newaxis],
+      size=size, align_corners=True, half_pixel_centers=False)[..., 0]
+  if not with_probabilities:
+    return labels, None, None
+  probabilities = resize_bilinear(tf.nn.softmax(merged, axis=-1), size)
+  return labels, probabilities, _log(probabilities)
+
+
+def _log(probabilities: tf.Tensor) -> tf.Tensor:
+  """Logits whose softmax is `probabilities` (clipped so that log() stays
+  finite where a class got probability 0)."""
+  return tf.math.log(tf.maximum(probabilities, 1e-12))
+
+
+def predict_labels(model, images: tf.Tensor,
+                   scales: Sequence[float] = (1.0,),
+                   add_flipped_images: bool = False,
+                   with_probabilities: bool = True
+                   ) -> Tuple[tf.Tensor, Optional[tf.Tensor],
+                              Optional[tf.Tensor]]:
+  """What every evaluation, visualisation and export predicts.
+
+  A single pass (scale 1, no flip) is official `predict_labels`, with the
+  model's `image_pyramid`/`merge_method` and `prediction_with_upsampled_
+  logits`; several scales or flips are official `predict_labels_multi_
+  scale` (`predict`), which ignores those three, as official does.
+
+  Args:
+    model: As in `predict`.
+    images: Pixels [B, H, W, 3] in 0..255.
+    scales: Input scales (official `eval_scales`).
+    add_flipped_images: Also run every scale on the flipped image.
+    with_probabilities: Also return probabilities and logits; a single
+      pass without them never computes a full-resolution softmax.
+
+  Returns:
+    (labels int32 [B, H, W], probabilities, logits), both float32
+    [B, H, W, C] (the softmax of `logits` is `probabilities`), or None
+    without `with_probabilities`.
+  """
+  scales = validate_scales(scales)
+  images = tf.cast(images, tf.float32)
+  if is_single_pass(scales, add_flipped_images):
+    return _single_pass(model, images, with_probabilities)
+  probabilities, logits = _multi_pass(model, images, scales,
+                                      add_flipped_images)
+  labels = tf.argmax(probabilities, -1, output_type=tf.int32)
+  if not with_probabilities:
+    return labels, None, None
+  return labels, probabilities, logits
 
 
 def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
@@ -147,42 +290,41 @@ def predict(model, images: tf.Tensor, scales: Sequence[float] = (1.0,),
 
   Returns:
     (probabilities, logits), both float32 [B, H, W, C] at the input size.
-    For a single pass (scale 1, no flip) `logits` are the network's logits;
+    For a single pass (scale 1, no flip) `logits` are the network's logits
+    (see `predict_labels` for the model's single-pass options);
     otherwise they are the log of the averaged probabilities, whose softmax
-    and argmax are those of the average.
+    and argmax are those of the average. Labels: `predict_labels`.
   """
-  scales = validate_scales(scales)
-  images = tf.cast(images, tf.float32)
-  size = tf.shape(images)[1:3]
-  if is_single_pass(scales, add_flipped_images):
-    logits = upsampled_logits(model, images)
-    return tf.nn.softmax(logits, axis=-1), logits
+  _, probabilities, logits = predict_labels(model, images, scales,
+                                            add_flipped_images)
+  return probabilities, logits
 
+
+def _multi_pass(model, images: tf.Tensor, scales: Sequence[float],
+                add_flipped_images: bool) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(averaged probabilities, their log) over scales and flips."""
+  size = tf.shape(images)[1:3]
   logits_and_stride = logits_model(model)
   total = None
   count = 0
   for scale in scales:
     scaled = images
     if scale != 1.0:
-      scaled = _resize(images, tf.maximum(scale_dimension(size, scale), 1))
+      scaled = resize_bilinear(images, tf.maximum(scale_dimension(size, scale), 1))
     for flip in ((False, True) if add_flipped_images else (False,)):
       inputs = tf.reverse(scaled, axis=[2]) if flip else scaled
       if logits_and_stride is None:
         logits = deeplab_model.main_logits(model(inputs, training=False))
       else:
         raw_model, stride = logits_and_stride
-        with image_pooling_window_at(model, scale):
-          logits = deeplab_model.main_logits(
-              raw_model(inputs, training=False))
         # Official multi_scale_logits: to the (largest) scale's logit size.
-        logits = _resize(logits, scale_dimension(size, max(1.0, scale) /
-                                                 stride))
+        logits = _scaled_logits(
+            model, raw_model, inputs, scale,
+            scale_dimension(size, max(1.0, scale) / stride))
       if flip:
         logits = tf.reverse(logits, axis=[2])
-      probabilities = tf.nn.softmax(_resize(logits, size), axis=-1)
+      probabilities = tf.nn.softmax(resize_bilinear(logits, size), axis=-1)
       total = probabilities if total is None else total + probabilities
       count += 1
   probabilities = total / float(count)
-  # Clipped so that log() stays finite where a class got probability 0.
-  logits = tf.math.log(tf.maximum(probabilities, 1e-12))
-  return probabilities, logits
+  return probabilities, _log(probabilities)

@@ -101,13 +101,35 @@ def _predictions(logits: tf.Tensor) -> Dict[str, tf.Tensor]:
   }
 
 
-def _losses(logits, labels, params: ModelFnParams, global_step=None,
-            label_weights=None, aux_logits=None):
-  """(data loss, total loss): cross-entropy (+ aux) and weight decay."""
+def _pyramid_data_loss(scales_to_logits, labels, params: ModelFnParams,
+                       global_step=None, label_weights=None):
+  """Official `add_softmax_cross_entropy_loss_for_each_scale`: one loss for
+  each scale's logits and one for the merged logits, summed; each at the
+  labels' size (upsample_logits) or against labels resized to the logits'
+  (`losses.loss_from_config`)."""
   config = params.get_loss_config()
-  data_loss = losses.loss_from_config(
-      logits, labels, params.num_classes, params.ignore_label, config,
-      global_step=global_step, label_weights=label_weights)
+  total = 0.0
+  for logits in scales_to_logits.values():
+    if config.upsample_logits:
+      logits = multiscale.resize_bilinear(logits, tf.shape(labels)[1:3])
+    total += losses.loss_from_config(
+        logits, labels, params.num_classes, params.ignore_label, config,
+        global_step=global_step, label_weights=label_weights)
+  return total
+
+
+def _losses(logits, labels, params: ModelFnParams, global_step=None,
+            label_weights=None, aux_logits=None, scales_to_logits=None):
+  """(data loss, total loss): cross-entropy (+ aux, or over an image
+  pyramid's `scales_to_logits`) and weight decay."""
+  config = params.get_loss_config()
+  if scales_to_logits is not None:
+    data_loss = _pyramid_data_loss(scales_to_logits, labels, params,
+                                   global_step, label_weights)
+  else:
+    data_loss = losses.loss_from_config(
+        logits, labels, params.num_classes, params.ignore_label, config,
+        global_step=global_step, label_weights=label_weights)
   if aux_logits is not None and config.aux_loss_weight:
     data_loss += config.aux_loss_weight * losses.loss_from_config(
         aux_logits, labels, params.num_classes, params.ignore_label, config,
@@ -116,6 +138,24 @@ def _losses(logits, labels, params: ModelFnParams, global_step=None,
                               for l in params.model.losses])
                     if params.model.losses else tf.constant(0.0))
   return data_loss, data_loss + regularization
+
+
+def _train_logits(model, images, params: ModelFnParams):
+  """(logits, aux_logits or None, scales_to_logits or None) of a training
+  step: with the model's `image_pyramid`, official `multi_scale_logits`
+  (`multiscale.pyramid_logits`; `logits` are the merged ones)."""
+  pyramid = getattr(model, "image_pyramid", None)
+  if not pyramid:
+    # A model with an auxiliary head returns [logits, aux_logits].
+    logits, aux_logits = deeplab_model.split_outputs(
+        (params.train_model or model)(images, training=True))
+    return logits, aux_logits, None
+  if len(model.outputs) > 1:
+    raise ValueError("--image_pyramid does not train an auxiliary head: set "
+                     "--aux_loss_weight=0.")
+  scales_to_logits = multiscale.pyramid_logits(
+      model, images, pyramid, model.merge_method, training=True)
+  return scales_to_logits[multiscale.MERGED_LOGITS], None, scales_to_logits
 
 
 def model_fn(features: Dict[str, tf.Tensor],
@@ -140,9 +180,10 @@ def model_fn(features: Dict[str, tf.Tensor],
     # Multi-scale + flip averages the softmax (official DeepLab); its
     # `logits` are then log-probabilities, whose softmax is that average, so
     # the EVAL loss below is the cross-entropy of the averaged prediction.
-    _, logits = multiscale.predict(model, images, params.eval_scales,
-                                   params.add_flipped_images)
-    predictions = _predictions(logits)
+    labels_predicted, probabilities, logits = multiscale.predict_labels(
+        model, images, params.eval_scales, params.add_flipped_images)
+    predictions = {"semantic": labels_predicted,
+                   "probabilities": probabilities}
     if mode == ModeKeys.PREDICT:
       return ModelSpec(mode, predictions)
     data_loss, loss = _losses(logits, labels, params)
@@ -162,13 +203,13 @@ def model_fn(features: Dict[str, tf.Tensor],
   if params.adaptive_class_weights is not None:
     label_weights = params.adaptive_class_weights.update(labels)
   with tf.GradientTape() as tape:
-    # A model with an auxiliary head returns [logits, aux_logits].
-    logits, aux_logits = deeplab_model.split_outputs(
-        (params.train_model or model)(images, training=True))
+    logits, aux_logits, scales_to_logits = _train_logits(model, images,
+                                                         params)
     data_loss, loss = _losses(logits, labels, params,
                               global_step=optimizer.iterations,
                               label_weights=label_weights,
-                              aux_logits=aux_logits)
+                              aux_logits=aux_logits,
+                              scales_to_logits=scales_to_logits)
     # Gradients are summed across replicas, so each replica contributes
     # its share of the mean.
     scaled_loss = loss / num_replicas

@@ -142,3 +142,80 @@ def test_image_pooling_window_scales_with_the_image(tiny_model_config):
   # And predict() applies it: the 3x3 window does not fit 2x2 features.
   probabilities, _ = multiscale.predict(model, images, scales=(0.5, 1.0))
   assert probabilities.shape == (1, 33, 33, 3)
+
+
+def _nontrivial(config, images):
+  return make_predictions_nontrivial(deeplab_model.build_deeplab_model(config),
+                                     images)
+
+
+def test_prediction_with_upsampled_logits_false_is_official_predict_labels(
+    tiny_model_config):
+  """Official predict_labels with prediction_with_upsampled_logits=False:
+  argmax at the logits' stride, then TF1 resize_nearest_neighbor
+  (align_corners=True) of the labels; the probabilities are TF1
+  resize_bilinear (align_corners=True) of the softmax. True (the default)
+  is the plain forward pass, bit for bit."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  images = np.random.default_rng(2).uniform(0, 255, (2, 33, 41, 3)).astype(
+      np.float32)
+  model = _nontrivial(tiny_model_config, images)
+  labels, probabilities, logits = multiscale.predict_labels(model, images)
+  outputs = model(images, training=False)
+  np.testing.assert_array_equal(labels, np.argmax(outputs, -1))
+  np.testing.assert_array_equal(logits, outputs)
+  np.testing.assert_array_equal(probabilities, tf.nn.softmax(outputs))
+
+  blocky = deeplab_model.build_deeplab_model(dataclasses.replace(
+      tiny_model_config, prediction_with_upsampled_logits=False))
+  blocky.set_weights(model.get_weights())
+  raw, _ = multiscale.logits_model(model)
+  low = raw(images, training=False)
+  expected_labels = tf.compat.v1.image.resize_nearest_neighbor(
+      tf.argmax(low, 3)[..., None], [33, 41], align_corners=True)[..., 0]
+  expected_probabilities = tf.compat.v1.image.resize_bilinear(
+      tf.nn.softmax(low), [33, 41], align_corners=True)
+  labels, probabilities, logits = multiscale.predict_labels(blocky, images)
+  np.testing.assert_array_equal(labels, expected_labels)
+  assert not np.array_equal(labels, np.argmax(outputs, -1))  # Blockier.
+  np.testing.assert_allclose(probabilities, expected_probabilities,
+                             atol=1e-6)
+  np.testing.assert_allclose(tf.nn.softmax(logits), probabilities, atol=1e-5)
+  lean, none, _ = multiscale.predict_labels(blocky, images,
+                                            with_probabilities=False)
+  np.testing.assert_array_equal(lean, expected_labels)
+  assert none is None
+
+
+def test_image_pyramid_is_official_multi_scale_logits(tiny_model_config):
+  """Official multi_scale_logits: each scale's logits (image resized to
+  int((size - 1) * s + 1)) resized to the logits' size at max(1, largest
+  scale), merged by max or mean; predict_labels upsamples the merged
+  logits to the image."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  images = np.random.default_rng(3).uniform(0, 255, (1, 33, 33, 3)).astype(
+      np.float32)
+  config = dataclasses.replace(tiny_model_config, image_pyramid=(0.5, 1.5),
+                               merge_method="avg")
+  model = _nontrivial(config, images)
+  raw, stride = multiscale.logits_model(model)
+  assert stride == 4
+
+  def resize(x, size):
+    return tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
+
+  logits_size = [int(32 * 1.5 / stride + 1)] * 2  # scale_dimension(33, 1.5/4)
+  per_scale = [resize(raw(resize(images, [int(32 * s + 1)] * 2)), logits_size)
+               for s in (0.5, 1.5)]
+  for merge_method, reduce in (("max", np.max), ("avg", np.mean)):
+    outputs = multiscale.pyramid_logits(model, images, config.image_pyramid,
+                                        merge_method)
+    assert sorted(outputs) == ["logits_0.50", "logits_1.50", "merged_logits"]
+    np.testing.assert_allclose(outputs["logits_0.50"], per_scale[0],
+                               atol=1e-5)
+    merged = reduce(np.stack(per_scale, -1), axis=-1)
+    np.testing.assert_allclose(outputs["merged_logits"], merged, atol=1e-5)
+  # The model's own options (avg) drive single-pass prediction.
+  labels, _, logits = multiscale.predict_labels(model, images)
+  np.testing.assert_allclose(logits, resize(merged, [33, 33]), atol=1e-4)
+  np.testing.assert_array_equal(labels, np.argmax(logits, -1))
