@@ -89,3 +89,51 @@ def test_train_without_upsampling_runs_the_logits_at_their_stride(
   expected = losses.softmax_cross_entropy_loss(
       logits, labels.numpy()[:, ::4, ::4], 3, 255)
   assert float(spec.data_loss) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_image_pyramid_trains_each_scale_and_the_merged_logits(
+    tiny_model_config):
+  """Official train.py with image_pyramid: add_softmax_cross_entropy_loss_
+  for_each_scale puts a loss on every scale's logits and on the merged
+  (max) ones, upsampled to the labels with corners aligned, or against
+  labels downsampled to them (upsample_logits=False)."""
+  from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(tiny_model_config, aspp_dropout_rate=0.0,
+                               image_pyramid=(0.5, 1.0))
+  params = _params(config, keras.optimizers.SGD(0.0), random_weights=True)
+  features, labels = _batch()
+  images = features["image"]
+  raw = deeplab_model.logits_before_upsampling(params.model)
+
+  def resize(x, size):
+    return tf.compat.v1.image.resize_bilinear(x, size, align_corners=True)
+
+  scaled = [resize(images, [17, 17]), images]  # int(32 * s + 1)
+  per_scale = [resize(raw(x, training=True), [9, 9]) for x in scaled]
+  all_logits = per_scale + [tf.reduce_max(tf.stack(per_scale, -1), -1)]
+
+  def cross_entropy(logits, target):
+    valid = target != 255
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        np.where(valid, target, 0), logits)[valid])
+
+  expected = sum(cross_entropy(resize(l, [33, 33]), labels.numpy())
+                 for l in all_logits)
+  spec = model_fn_lib.model_fn(features, labels, ModeKeys.TRAIN, params)
+  assert float(spec.data_loss) == pytest.approx(float(expected), rel=1e-4)
+
+  params.loss_config = config_lib.LossConfig(upsample_logits=False)
+  expected = sum(cross_entropy(l, labels.numpy()[:, ::4, ::4])
+                 for l in all_logits)
+  spec = model_fn_lib.model_fn(features, labels, ModeKeys.TRAIN, params)
+  assert float(spec.data_loss) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_image_pyramid_with_an_auxiliary_head_is_a_clear_error(
+    tiny_model_config):
+  config = dataclasses.replace(tiny_model_config, aux_head=True,
+                               image_pyramid=(0.5, 1.0))
+  params = _params(config, keras.optimizers.SGD(0.0))
+  features, labels = _batch()
+  with pytest.raises(ValueError, match="--aux_loss_weight=0"):
+    model_fn_lib.model_fn(features, labels, ModeKeys.TRAIN, params)
