@@ -224,13 +224,37 @@ def _single_pass(model, images: tf.Tensor, with_probabilities: bool):
     return labels, tf.nn.softmax(logits, axis=-1), logits
   # Official: argmax at the logits' stride, labels resized by nearest
   # neighbour with corners aligned; the softmax resized bilinearly.
-  labels = tf.raw_ops.ResizeNearestNeighbor(
-      images=tf.argmax(merged, -1, output_type=tf.int32)[..., tf.newaxis],
-      size=size, align_corners=True, half_pixel_centers=False)[..., 0]
+  labels = resize_labels_nearest(
+      tf.argmax(merged, -1, output_type=tf.int32), size)
   if not with_probabilities:
     return labels, None, None
   probabilities = resize_bilinear(tf.nn.softmax(merged, axis=-1), size)
   return labels, probabilities, _log(probabilities)
+
+
+def _nearest_indices(in_size: tf.Tensor, out_size: tf.Tensor) -> tf.Tensor:
+  """Source index of each output row (or column) of TF's nearest-neighbour
+  resize with align_corners: roundf(i * float((in - 1) / (out - 1))),
+  capped at in - 1, in the same float32 arithmetic as its kernel."""
+  scale = (tf.cast(in_size - 1, tf.float32) /
+           tf.cast(tf.maximum(out_size - 1, 1), tf.float32))
+  position = tf.cast(tf.range(out_size), tf.float32) * scale
+  floor = tf.floor(position)
+  # roundf: halves away from zero (tf.round would round them to even).
+  index = tf.cast(floor, tf.int32) + tf.cast(position - floor >= 0.5,
+                                             tf.int32)
+  return tf.minimum(index, in_size - 1)
+
+
+def resize_labels_nearest(labels: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+  """int32 labels [B, h, w] resized to `size` like TF1
+  `resize_nearest_neighbor(..., align_corners=True)` (official
+  `predict_labels`), with two gathers: TFLite has no int32 nearest resize,
+  and every format has gathers."""
+  shape = tf.shape(labels)
+  rows = _nearest_indices(shape[1], size[0])
+  columns = _nearest_indices(shape[2], size[1])
+  return tf.gather(tf.gather(labels, rows, axis=1), columns, axis=2)
 
 
 def _log(probabilities: tf.Tensor) -> tf.Tensor:

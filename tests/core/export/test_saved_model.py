@@ -130,3 +130,34 @@ def test_a_non_graph_file_is_a_clear_error(tmp_path):
   bogus.write_bytes(b"\x00not a graph")
   with pytest.raises(ValueError, match="model.pb"):
     frozen_graph.load_frozen_graph(str(bogus))
+
+
+def test_exports_follow_prediction_with_upsampled_logits_false(
+    tiny_model_config, tmp_path):
+  """Every format computes official predict_labels' blocky labels (argmax
+  at stride 4, nearest-neighbour upsampling with corners aligned): the
+  SavedModel's signature function (same outputs) and TFLite (which has no int32
+  nearest resize; the labels are gathered). ONNX traces the same function
+  (checked by hand: same labels)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from deeplab.core.export import predictors  # pylint: disable=g-import-not-at-top
+  from deeplab.core.export import tflite_export  # pylint: disable=g-import-not-at-top
+  from deeplab.core.modeling import multiscale  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(tiny_model_config,
+                               prediction_with_upsampled_logits=False)
+  image = np.random.default_rng(4).integers(0, 256, (1, 33, 33, 3), np.uint8)
+  model = make_predictions_nontrivial(
+      deeplab_model.build_deeplab_model(config), image)
+  raw, _ = multiscale.logits_model(model)
+  expected = tf.compat.v1.image.resize_nearest_neighbor(
+      tf.argmax(raw(image.astype(np.float32)), 3)[..., None], [33, 33],
+      align_corners=True)[0, ..., 0].numpy()
+  assert len(np.unique(expected)) > 1
+  serve = saved_model.serving_functions(model)[saved_model.SERVING_SIGNATURE]
+  outputs = serve(tf.constant(image))
+  assert set(outputs) == {"semantic_predictions"}
+  np.testing.assert_array_equal(outputs["semantic_predictions"][0], expected)
+  tflite = tmp_path / "model.tflite"
+  tflite.write_bytes(tflite_export.convert(model, (33, 33)))
+  labels, _ = predictors.load_predictor(str(tflite))(image[0])
+  np.testing.assert_array_equal(labels, expected)
