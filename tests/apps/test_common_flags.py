@@ -1,6 +1,7 @@
 """Shared flags: each reaches its config field, bad values name the flag."""
 
 import contextlib
+import dataclasses
 
 from absl import flags
 import pytest
@@ -44,6 +45,36 @@ def test_model_flags_reach_the_config():
           config.decoder_output_is_logits and config.quant_friendly and
           config.boundary_refinement and config.use_bounded_activation)
   assert config.aspp_branches[0]["type"] == "conv"
+
+
+def test_official_prediction_flags_reach_the_config_and_beat_a_checkpoint(
+    tmp_path):
+  """prediction_with_upsampled_logits, image_pyramid and merge_method (how
+  a model predicts) travel in model_config.json, and an explicit flag
+  replaces the saved value instead of contradicting it."""
+  from deeplab.core import checkpoints  # pylint: disable=g-import-not-at-top
+  argv = ["--noprediction_with_upsampled_logits", "--image_pyramid=0.5",
+          "--image_pyramid=1", "--merge_method=avg"]
+  with _parsed(argv):
+    config = common_flags.model_config_from_flags(num_classes=21)
+  assert not config.prediction_with_upsampled_logits
+  assert config.image_pyramid == (0.5, 1.0) and config.merge_method == "avg"
+  with _parsed([]):
+    assert common_flags.model_config_from_flags(21).image_pyramid is None
+  checkpoints.write_model_config(str(tmp_path), config)
+  with _parsed([]):  # Read from the checkpoint.
+    assert common_flags.model_config_for_checkpoint(
+        str(tmp_path), 21, "checkpoint_dir") == config
+  with _parsed(["--prediction_with_upsampled_logits", "--merge_method=max",
+                "--image_pyramid=1"]):
+    loaded = common_flags.model_config_for_checkpoint(
+        str(tmp_path), 21, "checkpoint_dir")
+  assert loaded == dataclasses.replace(
+      config, prediction_with_upsampled_logits=True, merge_method="max",
+      image_pyramid=(1.0,))
+  with _parsed(["--image_pyramid=0"]):
+    with pytest.raises(ValueError, match="--image_pyramid expects"):
+      common_flags.model_config_from_flags(num_classes=21)
 
 
 def test_augmentation_flags_reach_augment_params():

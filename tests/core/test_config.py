@@ -15,6 +15,9 @@ def test_model_config_normalises_sequences():
   assert config.multi_grid == (1, 2, 4)
   assert config.image_pooling_stride == (2, 3)
   assert config_lib.ModelConfig(atrous_rates=None).atrous_rates == ()
+  assert config_lib.ModelConfig(image_pyramid=[1, "0.5"]).image_pyramid == (
+      1.0, 0.5)
+  assert config_lib.ModelConfig(image_pyramid=[]).image_pyramid is None
 
 
 @pytest.mark.parametrize("overrides, flag", [
@@ -29,6 +32,10 @@ def test_model_config_normalises_sequences():
      "--decoder_output_is_logits"),
     (dict(output_stride=8, decoder_output_stride=8),
      "--decoder_output_stride"),
+    (dict(image_pyramid=(0.5, 0.0)), "--image_pyramid"),
+    (dict(image_pyramid=(1.0, 1.0)), "--image_pyramid"),
+    (dict(image_pyramid=("x",)), "--image_pyramid"),
+    (dict(merge_method="sum"), "--merge_method"),
 ])
 def test_bad_model_config_names_the_flag(overrides, flag):
   with pytest.raises(ValueError, match=flag):
@@ -69,6 +76,8 @@ def test_parse_int_list_accepts_the_flag_forms_and_names_the_flag():
      "--eval_batch_size must be positive, got 0."),
     (lambda: config_lib.DataConfig(crop_size=(0, 65)),
      "--train_crop_size must be two positive integers"),
+    (lambda: config_lib.DataConfig(resize_factor=0),
+     "--resize_factor must be positive, got 0."),
     (lambda: config_lib.DataConfig(min_scale_factor=2.0, max_scale_factor=1.0),
      "--max_scale_factor must be >= --min_scale_factor"),
     (lambda: config_lib.ModelConfig(aspp_filters=0),
