@@ -430,6 +430,19 @@ def data_flags_for(config: config_lib.DataConfig,
       skip_corrupt_records=FLAGS.skip_corrupt_records)
 
 
+def warn_prediction_flags_for_exports() -> None:
+  """Exports predict as they were exported (the options are baked into the
+  graph and saved in its model_config.json): warns that the official
+  prediction flags given (`config.INFERENCE_FIELDS`) do not change a
+  --model_path export."""
+  given = [f"--{name}" for name in config_lib.INFERENCE_FIELDS
+           if FLAGS[name].present]
+  if given:
+    logging.warning("%s apply to checkpoints and to export_model.py; the "
+                    "export at --model_path predicts as it was exported.",
+                    ", ".join(given))
+
+
 def _exit_with_error(error):
   logging.error("%s", error)
   sys.exit(f"ERROR: {error}")

@@ -348,6 +348,8 @@ def main(argv):
     logging.warning("--eval_scales/--add_flipped_images apply to "
                     "--checkpoint_dir only; exported models use the "
                     "--inference_scales they were exported with.")
+  if FLAGS.model_path:
+    common_flags.warn_prediction_flags_for_exports()
   descriptor = common_flags.dataset_descriptor_from_flags()
   tfrecord_io.check_shards(
       tfrecord_io.list_shards(FLAGS.dataset_dir, FLAGS.eval_split),

@@ -22,7 +22,10 @@ atomically (written aside, renamed when complete). It holds:
     float32 NCHW pixels in, labels out.
 
 Every format returns labels only (the argmax of the upsampled logits, no
-full-resolution softmax) unless --export_probabilities, which adds the
+full-resolution softmax; with --noprediction_with_upsampled_logits the
+argmax at the logits' stride, upsampled by nearest neighbour as official
+`predict_labels`; with --image_pyramid the merged logits of those scales)
+unless --export_probabilities, which adds the
 outputs of earlier versions: `probabilities` (SavedModel, TFLite, and ONNX
 with `logits`; uint8 probabilities only for int8 TFLite) and
 `SemanticProbabilities:0` (frozen graph).

@@ -1,7 +1,10 @@
 """Segments images, videos or a webcam with an exported DeepLab model.
 
 --model_path takes any export: a SavedModel (version or base folder), a
-frozen graph `.pb`, a `.tflite`, an `.onnx` or an `.mnn` file.
+frozen graph `.pb`, a `.tflite`, an `.onnx` or an `.mnn` file. It predicts
+as it was exported: export_model.py bakes the official
+--prediction_with_upsampled_logits, --image_pyramid and --merge_method
+into every format.
 
 Images (files, folders, globs; --input is repeatable): for each image it
 writes `<name>.png`, a palette PNG of the class ids (the VOC label format,
@@ -348,6 +351,7 @@ def main(argv):
   files = list_images(FLAGS.input or [])
   descriptor = common_flags.dataset_descriptor_from_flags()
   predictor = predictors.load_predictor(FLAGS.model_path)
+  common_flags.warn_prediction_flags_for_exports()
   if (FLAGS.save_probabilities or FLAGS.crf) and not predictor.has_probabilities:
     raise ValueError(
         f"--save_probabilities and --crf need probabilities, which "

@@ -151,8 +151,7 @@ def preprocess_image_and_label(image: tf.Tensor,
                                flip: bool = True,
                                seed: Optional[tf.Tensor] = None,
                                image_name: Optional[tf.Tensor] = None,
-                               augment_params: Optional[
-                                   AugmentParams] = None,
+                               augment_params: Optional[AugmentParams] = None,
                                mean_pixel: Optional[Sequence[float]] = None,
                                resize_factor: Optional[int] = None):
   """Preprocesses one image and its label (see the module docstring).
@@ -177,8 +176,7 @@ def preprocess_image_and_label(image: tf.Tensor,
     mean_pixel: RGB value of padded (and rotated-in, masked) pixels: the
       model variant's `ModelVariant.mean_pixel`, which its preprocessing
       maps to 0. Required (ValueError when None).
-    resize_factor: Optional: resized sides become multiples of it plus one
-      (official `--resize_factor`; see `resize_to_range`).
+    resize_factor: Optional official factor of `resize_to_range`.
 
   Returns:
     (image float32 [crop_height, crop_width, 3] in [0, 255] padded with
