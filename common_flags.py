@@ -438,7 +438,7 @@ def warn_prediction_flags_for_exports() -> None:
   given = [f"--{name}" for name in config_lib.INFERENCE_FIELDS
            if FLAGS[name].present]
   if given:
-    logging.warning("%s apply to checkpoints and to export_model.py; the "
+    logging.warning("%s: for checkpoints and export_model.py only; the "
                     "export at --model_path predicts as it was exported.",
                     ", ".join(given))
 

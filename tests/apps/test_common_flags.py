@@ -77,6 +77,16 @@ def test_official_prediction_flags_reach_the_config_and_beat_a_checkpoint(
       common_flags.model_config_from_flags(num_classes=21)
 
 
+def test_prediction_flags_with_an_export_are_reported(caplog):
+  with _parsed(["--merge_method=avg"]):
+    common_flags.warn_prediction_flags_for_exports()
+  assert "--merge_method: for checkpoints and export_model.py only" in caplog.text
+  caplog.clear()
+  with _parsed([]):
+    common_flags.warn_prediction_flags_for_exports()
+  assert not caplog.text
+
+
 def test_augmentation_flags_reach_augment_params():
   with _parsed(["--max_rotation_degrees=15", "--hue_max_delta=0.1",
                 "--gridmask_probability=0.3", "--gridmask_min_period=16"]):

@@ -219,3 +219,15 @@ def test_image_pyramid_is_official_multi_scale_logits(tiny_model_config):
   labels, _, logits = multiscale.predict_labels(model, images)
   np.testing.assert_allclose(logits, resize(merged, [33, 33]), atol=1e-4)
   np.testing.assert_array_equal(labels, np.argmax(logits, -1))
+
+
+def test_resize_labels_nearest_is_tf1_resize_nearest_neighbor():
+  """The gathers pick the pixels of TF1 resize_nearest_neighbor with
+  align_corners=True (roundf of i * (in - 1) / (out - 1) in float32), for
+  up- and downsampling and ratios whose halves round away from zero."""
+  labels = tf.reshape(tf.range(9 * 7, dtype=tf.int32), [1, 9, 7])
+  for size in [(33, 41), (9, 7), (5, 3), (1, 1), (17, 25), (513, 97)]:
+    expected = tf.compat.v1.image.resize_nearest_neighbor(
+        labels[..., None], size, align_corners=True)[..., 0]
+    np.testing.assert_array_equal(
+        multiscale.resize_labels_nearest(labels, tf.constant(size)), expected)
