@@ -282,8 +282,9 @@ class ModelConfig:
     except (TypeError, ValueError):
       raise ValueError("--image_pyramid expects numbers, got "
                        f"{self.image_pyramid!r}.") from None
-    if (min(self.image_pyramid) <= 0 or
-        len(set(self.image_pyramid)) != len(self.image_pyramid)):
+    # Distinct as official names their logits: `logits_%.2f`.
+    names = {f"{s:.2f}" for s in self.image_pyramid}
+    if min(self.image_pyramid) <= 0 or len(names) != len(self.image_pyramid):
       raise ValueError("--image_pyramid expects distinct positive scales, "
                        f"got {list(self.image_pyramid)}.")
 

@@ -21,7 +21,6 @@ import numpy as np
 import tensorflow as tf
 
 from deeplab.core.evaluation import metrics as metrics_lib
-from deeplab.core.modeling import deeplab_model
 from deeplab.core.modeling import multiscale
 from deeplab.datasets import colormaps
 
@@ -32,8 +31,8 @@ def write_image_summaries(model: keras.Model, images: tf.Tensor,
   """Input, coloured ground truth and coloured prediction of a few images,
   to the default summary writer."""
   images, labels = images[:count], labels[:count]
-  predictions = tf.argmax(
-      deeplab_model.main_logits(model(images, training=False)), axis=-1)
+  predictions, _, _ = multiscale.predict_labels(model, images,
+                                                with_probabilities=False)
   tf.summary.image("image", tf.cast(images, tf.uint8), step=step,
                    max_outputs=count)
   tf.summary.image("label", colormaps.colorize_labels(labels, colormap),

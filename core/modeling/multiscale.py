@@ -139,6 +139,14 @@ def upsampled_logits(model, images: tf.Tensor) -> tf.Tensor:
   return resize_bilinear(logits, tf.shape(images)[1:3])
 
 
+def _image_at(images: tf.Tensor, size: tf.Tensor, scale: float) -> tf.Tensor:
+  """`images` resized to `scale_dimension(size, scale)` (official
+  `multi_scale_logits`); themselves at scale 1."""
+  if scale == 1.0:
+    return images
+  return resize_bilinear(images, tf.maximum(scale_dimension(size, scale), 1))
+
+
 def _scaled_logits(model, raw_model, images: tf.Tensor, scale: float,
                    logits_size: tf.Tensor, training: bool = False
                    ) -> tf.Tensor:
@@ -188,9 +196,7 @@ def pyramid_logits(model, images: tf.Tensor,
   logits_size = scale_dimension(size, max(1.0, max(pyramid)) / stride)
   scales_to_logits = {}
   for scale in pyramid:
-    scaled = images
-    if scale != 1.0:
-      scaled = resize_bilinear(images, tf.maximum(scale_dimension(size, scale), 1))
+    scaled = _image_at(images, size, scale)
     logits = _scaled_logits(model, raw_model, scaled, scale, logits_size,
                             training)
     if len(pyramid) == 1:
@@ -332,9 +338,7 @@ def _multi_pass(model, images: tf.Tensor, scales: Sequence[float],
   total = None
   count = 0
   for scale in scales:
-    scaled = images
-    if scale != 1.0:
-      scaled = resize_bilinear(images, tf.maximum(scale_dimension(size, scale), 1))
+    scaled = _image_at(images, size, scale)
     for flip in ((False, True) if add_flipped_images else (False,)):
       inputs = tf.reverse(scaled, axis=[2]) if flip else scaled
       if logits_and_stride is None:

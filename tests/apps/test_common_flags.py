@@ -80,7 +80,8 @@ def test_official_prediction_flags_reach_the_config_and_beat_a_checkpoint(
 def test_prediction_flags_with_an_export_are_reported(caplog):
   with _parsed(["--merge_method=avg"]):
     common_flags.warn_prediction_flags_for_exports()
-  assert "--merge_method: for checkpoints and export_model.py only" in caplog.text
+  assert ("--merge_method: for checkpoints and export_model.py only" in
+          caplog.text)
   caplog.clear()
   with _parsed([]):
     common_flags.warn_prediction_flags_for_exports()
