@@ -28,11 +28,10 @@ def _quiet_cpu_only_logs() -> None:
 # Before TensorFlow is imported (below): it reads the level once.
 _quiet_cpu_only_logs()
 
-from deeplab.core import checkpoints  # pylint: disable=g-import-not-at-top,wrong-import-position
+# No TensorFlow at import: the modeling and checkpoint modules (Keras, TF)
+# are imported by the functions that use them, so an app path without a
+# model (`evaluate.py --predictions_dir`) starts without TensorFlow.
 from deeplab.core import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from deeplab.core.modeling import model_variants  # pylint: disable=g-import-not-at-top,wrong-import-position
-from deeplab.core.modeling.heads import aspp  # pylint: disable=g-import-not-at-top,wrong-import-position
-from deeplab.core.modeling.heads import dense_prediction_cell  # pylint: disable=g-import-not-at-top,wrong-import-position
 from deeplab.datasets import data_descriptors  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
@@ -244,6 +243,11 @@ def model_config_from_flags(num_classes: int) -> config_lib.ModelConfig:
     ValueError: naming the flag, for an unknown --model_variant or values
       out of range.
   """
+  # pylint: disable=g-import-not-at-top (no TensorFlow at import, see top)
+  from deeplab.core.modeling import model_variants
+  from deeplab.core.modeling.heads import aspp
+  from deeplab.core.modeling.heads import dense_prediction_cell
+  # pylint: enable=g-import-not-at-top
   model_variants.get_model_variant(FLAGS.model_variant)  # Fail early.
   return config_lib.ModelConfig(
       model_variant=FLAGS.model_variant,
@@ -338,6 +342,7 @@ def model_config_for_checkpoint(path: str, num_classes: int,
       flag (or --dataset's number of classes) contradicts the saved config
       and --override_model_config is not given.
   """
+  from deeplab.core import checkpoints  # pylint: disable=g-import-not-at-top
   given = model_config_from_flags(num_classes)
   saved = checkpoints.read_model_config(path)
   if saved is None:

@@ -45,19 +45,16 @@ from absl import flags
 from absl import logging
 
 from deeplab import common_flags
-from deeplab.core import checkpoints
 from deeplab.core import config as config_lib
 from deeplab.core import io_utils
-from deeplab.core.evaluation import eval_loop
-from deeplab.core.evaluation import model_eval
 from deeplab.core.evaluation import score_folder
 from deeplab.core.evaluation import visualization
-from deeplab.core.export import predictors
-from deeplab.core.modeling import deeplab_model
-from deeplab.core.modeling import model_variants
-from deeplab.core.modeling import multiscale
-from deeplab.datasets import input_pipeline
-from deeplab.datasets import tfrecord_io
+
+# The modules of the model paths (TensorFlow, Keras) are imported by the
+# functions that run a model, so that `--predictions_dir`, which scores PNGs
+# with NumPy, starts without importing TensorFlow (about 1 s instead of 7
+# on a 2-core machine; docs/benchmarks.md, metric speed).
+# pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 
@@ -180,6 +177,8 @@ def build_checkpoint_model(descriptor):
   Returns:
     (model, model_config); the weights are restored by the caller.
   """
+  from deeplab.core import checkpoints
+  from deeplab.core.modeling import deeplab_model
   model_config = common_flags.model_config_for_checkpoint(
       FLAGS.checkpoint_dir, descriptor.num_classes, "checkpoint_dir")
   model_config = checkpoints.inference_model_config(model_config)
@@ -192,6 +191,9 @@ def evaluate_per_image(descriptor, scales):
   Returns:
     {name: results}, the checkpoint first.
   """
+  from deeplab.core import checkpoints
+  from deeplab.core.evaluation import eval_loop
+  from deeplab.core.export import predictors
   sources = []
   num_classes = descriptor.num_classes
   if FLAGS.checkpoint_dir:
@@ -258,6 +260,9 @@ def score_predictions_dir():
 
 def _eval_input_fn(descriptor):
   """The batched eval input of the flags (full images without a crop)."""
+  from deeplab.core.evaluation import eval_loop
+  from deeplab.core.modeling import model_variants
+  from deeplab.datasets import input_pipeline
   full_image = not FLAGS.eval_crop_size
   model_config = common_flags.model_config_for_checkpoint(
       FLAGS.checkpoint_dir, descriptor.num_classes, "checkpoint_dir")
@@ -291,6 +296,7 @@ def _next_checkpoint(evaluated):
     FileNotFoundError: naming --checkpoint_dir, when it holds no checkpoint
       and only one evaluation is asked for.
   """
+  from deeplab.core import checkpoints
   try:
     checkpoint = checkpoints.resolve_checkpoint(FLAGS.checkpoint_dir,
                                                 "checkpoint_dir")
@@ -304,6 +310,8 @@ def _next_checkpoint(evaluated):
 def evaluate_checkpoints(descriptor, scales):
   """Batched evaluation of --checkpoint_dir (official eval.py), watching
   for new checkpoints unless --max_number_of_evaluations=1."""
+  from deeplab.core import checkpoints
+  from deeplab.core.evaluation import model_eval
   input_fn = _eval_input_fn(descriptor)
   evaluated, evaluator = set(), None
   while True:
@@ -337,6 +345,8 @@ def main(argv):
   if FLAGS.predictions_dir:
     score_predictions_dir()
     return
+  from deeplab.core.modeling import multiscale
+  from deeplab.datasets import tfrecord_io
   if not FLAGS.checkpoint_dir and not FLAGS.model_path:
     raise flags.ValidationError(
         "Pass --checkpoint_dir and/or --model_path (the model to evaluate).")

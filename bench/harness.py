@@ -8,7 +8,10 @@ Every comparison in docs/benchmarks.md follows the same recipe:
    The process builds its model or pipeline once, warms it up, prints one
    JSON line describing its configuration, then serves timing requests,
    one JSON line in, one JSON line out (`serve`). While one side runs, the
-   others wait on their pipe, so the sides never compete for the CPU.
+   others wait on their pipe, so the sides never compete for the CPU. A
+   side with background work (a live tf.data iterator keeps prefetching)
+   must stop it between samples, or it steals the CPU of the side being
+   timed and serves its next sample from its buffers.
 2. The driver alternates the sides within one run, A, B, C, A, B, C, ...
    (`alternate`), so a shared machine that slows down slows every side.
 3. Each side is reported by its median and its best sample, and each pair

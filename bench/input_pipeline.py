@@ -22,9 +22,10 @@ left-right flip. Images/s are timed over `--num_batches` batches after
 The driver builds the TFRecords if needed (demo dataset, `--num_images` of
 `--image_size`^2, about VOC's pixel count at 448) and starts each of
 `--sides` as a long-lived worker (`harness.Worker`) that builds its
-pipeline and pulls `--warmup_batches`. It then alternates the sides
-(A, B, C, D, A, ...), each pulling `--num_batches` batches from its running
-iterator per sample, `--rounds` times after a warm-up round, and reports
+pipeline. It then alternates the sides (A, B, C, D, A, ...); each sample
+starts a fresh iterator, pulls `--warmup_batches` untimed and times
+`--num_batches` (no iterator lives between samples, so no side prefetches
+while another is timed), `--rounds` times after a warm-up round, and reports
 each side's median and best images/s, and the speed ratios against the
 Model Garden and the decode-only ceiling (`harness.speed_ratio`).
 
@@ -64,17 +65,24 @@ _SHUFFLE = 256
 
 
 def _sampler(dataset):
-  """Pulls the warm-up batches; returns a function that times `batches`
-  more from the same running iterator, in images/s."""
-  iterator = iter(dataset)
-  for _ in range(FLAGS.warmup_batches):
-    next(iterator)
+  """A function that times `batches` batches of `dataset` in images/s.
+
+  Each sample makes a new iterator, pulls the warm-up batches untimed, times
+  `batches` more, then drops the iterator: a live iterator would keep
+  filling its prefetch and parallel-map buffers while the other sides run
+  (stealing their CPU, then serving its next sample from the buffers).
+  """
 
   def sample(batches):
+    iterator = iter(dataset)
+    for _ in range(FLAGS.warmup_batches):
+      next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
       next(iterator)  # Each batch is materialised by next().
-    return batches * FLAGS.batch_size / (time.perf_counter() - start)
+    rate = batches * FLAGS.batch_size / (time.perf_counter() - start)
+    del iterator
+    return rate
   return sample
 
 

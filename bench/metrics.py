@@ -6,8 +6,12 @@ decoded from disk and reduced to the 19 trainId IoUs. Sides, each in its
 own subprocess so that none inherits another's warm state:
 
 * `ours_app`: `python -m deeplab.evaluate --dataset=cityscapes
-  --predictions_dir --ground_truth_dir` end to end (wall time: Python and
-  TensorFlow start-up, file matching, scoring, metrics.json and plots).
+  --predictions_dir --ground_truth_dir` end to end (wall time: Python
+  start-up (no TensorFlow on this path), file matching, scoring,
+  metrics.json and its two plots).
+* `cityscapesscripts_app`: the `cityscapesscripts` side below, but timed
+  as a program, by its wall time: Python start-up included, as for
+  `ours_app`.
 * `ours_lib`: `score_folder.score_predictions` alone, timed inside.
 * `cityscapesscripts`: `evaluateImgLists` (evalInstLevelScore=False; the
   wheel has no compiled extension here, so it counts with `np.unique`),
@@ -46,8 +50,8 @@ flags.DEFINE_integer("height", 1024, "PNG height.")
 flags.DEFINE_integer("width", 2048, "PNG width.")
 flags.DEFINE_integer("repeats", 5, "Timed rounds after the warm-up round.")
 flags.DEFINE_integer("threads", 0, "ours: decode threads (0: one per CPU).")
-flags.DEFINE_list("sides", ["ours_app", "ours_lib", "cityscapesscripts",
-                            "floor"], "Sides to time.")
+flags.DEFINE_list("sides", ["ours_app", "cityscapesscripts_app", "ours_lib",
+                            "cityscapesscripts", "floor"], "Sides to time.")
 flags.DEFINE_string("work_dir", None, "Where the PNGs go (default: a "
                     "temporary folder, removed after).")
 flags.DEFINE_string("output_dir", harness.RESULTS_DIR,
@@ -55,11 +59,15 @@ flags.DEFINE_string("output_dir", harness.RESULTS_DIR,
 flags.DEFINE_string("name", "metrics", "Result file name.")
 flags.DEFINE_string("worker", None, "Internal: time one side, print JSON.")
 
+REFERENCES = ("cityscapesscripts_app", "cityscapesscripts", "floor")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = {
     "ours_app": "python -m deeplab.evaluate --dataset=cityscapes "
                 "--predictions_dir --ground_truth_dir --eval_threads={t}; "
                 "subprocess wall time, start-up included",
+    "cityscapesscripts_app": "evaluateImgLists as above, in a Python "
+                             "program; subprocess wall time, start-up "
+                             "included",
     "ours_lib": "score_folder.score_predictions, {t} threads; timed inside",
     "cityscapesscripts": "evaluateImgLists, evalInstLevelScore=False, "
                          "CSUPPORT={cs}; timed inside",
@@ -139,7 +147,8 @@ def _run_side(side, folder, threads, eval_logdir):
            f"--ground_truth_dir={os.path.join(folder, 'gt')}",
            f"--eval_threads={threads}", f"--eval_logdir={eval_logdir}"]
   else:
-    cmd = [sys.executable, os.path.abspath(__file__), f"--worker={side}",
+    cmd = [sys.executable, os.path.abspath(__file__),
+           f"--worker={side.removesuffix('_app')}",
            f"--work_dir={folder}", f"--threads={threads}"]
   start = time.perf_counter()
   result = subprocess.run(cmd, capture_output=True, text=True, env=env,
@@ -151,7 +160,8 @@ def _run_side(side, folder, threads, eval_logdir):
   lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
   if side != "ours_app":
     record.update(json.loads(lines[-1]))
-  record["seconds"] = record.get("seconds", wall)
+  if side.endswith("_app"):
+    record["seconds"] = wall
   return record
 
 
@@ -161,13 +171,13 @@ def _table(result, sides):
   for side in sides:
     s = result["sides"][side]
     row = [side, s["config"], f"{s['median']:.2f}", f"{s['best']:.2f}"]
-    for reference in ("cityscapesscripts", "floor"):
+    for reference in REFERENCES:
       r = result["ratios"].get(f"{side}/{reference}")
       row.append(f"{r['median']:.2f} (paired {r['paired']:.2f})" if r else "")
     rows.append(row)
   return harness.markdown_table(
-      ["side", "configuration", "median s", "best s",
-       "speed vs cityscapesscripts", "speed vs floor"], rows)
+      ["side", "configuration", "median s", "best s"] +
+      [f"speed vs {reference}" for reference in REFERENCES], rows)
 
 
 def bench(folder):
@@ -187,7 +197,7 @@ def bench(folder):
              for side, t in samples.items()}
   ratios = {f"{side}/{reference}": harness.speed_ratio(
       samples[side], samples[reference])
-            for reference in ("cityscapesscripts", "floor")
+            for reference in REFERENCES
             for side in samples if reference in samples and side != reference}
   result = {"machine": harness.machine(), "num_pairs": FLAGS.num_pairs,
             "size": [FLAGS.height, FLAGS.width], "repeats": FLAGS.repeats,

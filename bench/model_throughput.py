@@ -338,7 +338,8 @@ def report(workers, samples):
               f"per side, {FLAGS.rounds} alternating rounds of {FLAGS.iters} "
               f"calls after a warm-up round; matmul peak (2048x2048, in the "
               f"resnet_v1_50 worker) median {matmul['median']:.0f} GFLOP/s."
-              f"\n\n{table}\n\n{ratio_table}\n\n{configs}")
+              f"\n\n{table}\n\n" + (f"{ratio_table}\n\n" if ratio_rows
+                                      else "") + configs)
   result = {"machine": harness.machine(), "size": FLAGS.size,
             "batch": FLAGS.batch, "threads": FLAGS.threads,
             "rounds": FLAGS.rounds, "iters": FLAGS.iters,

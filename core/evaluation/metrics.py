@@ -11,11 +11,11 @@ ground truth, columns are predictions.
 from typing import Dict, List, Optional
 
 import numpy as np
-import tensorflow as tf
 
 
-def confusion_matrix_update(labels: tf.Tensor, predictions: tf.Tensor,
-                            num_classes: int, ignore_label: int) -> tf.Tensor:
+def confusion_matrix_update(labels: "tf.Tensor", predictions: "tf.Tensor",
+                            num_classes: int, ignore_label: int
+                            ) -> "tf.Tensor":
   """Confusion matrix of one batch, leaving out ignored pixels.
 
   Args:
@@ -28,6 +28,9 @@ def confusion_matrix_update(labels: tf.Tensor, predictions: tf.Tensor,
     An int64 [num_classes, num_classes] matrix; entry (i, j) counts pixels of
     class i predicted as class j.
   """
+  # Imported here: scoring PNG folders (`score_folder`) never needs
+  # TensorFlow, and `evaluate.py --predictions_dir` starts without it.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
   predictions = tf.reshape(tf.cast(predictions, tf.int32), [-1])
   valid = tf.logical_and(tf.not_equal(labels, ignore_label),
