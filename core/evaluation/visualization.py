@@ -34,7 +34,9 @@ def plot_confusion_matrix(confusion: np.ndarray, path: str,
   """Writes the row-normalised confusion matrix (rows: ground truth).
 
   Each row shows where the pixels of one true class went, so the diagonal is
-  the per-class accuracy (recall). Cells are annotated for up to 30 classes.
+  the per-class accuracy (recall). For up to 30 classes the diagonal and
+  every confusion of at least 5% of a class's pixels are annotated (text
+  on all the small cells would hide them, and cost about 1 s to draw).
   """
   confusion = np.asarray(confusion, np.float64)
   count = confusion.shape[0]
@@ -54,7 +56,7 @@ def plot_confusion_matrix(confusion: np.ndarray, path: str,
   if count <= 30:
     for i in range(count):
       for j in range(count):
-        if normalised[i, j] >= 0.005:
+        if (i == j and totals[i, 0] > 0) or normalised[i, j] >= 0.05:
           axes.text(j, i, f"{normalised[i, j]:.2f}", ha="center",
                     va="center", fontsize=6,
                     color="white" if normalised[i, j] > 0.5 else "black")
