@@ -72,41 +72,56 @@ def draw_window(height, width, crop_height: int, crop_width: int,
   return size, offset[:2], flip_seed
 
 
+# Source positions are pulled towards the image centre by this fraction:
+# float rounding in `crop_and_resize` must not take the first or last
+# row or column past the edge (it would be extrapolated). It moves a
+# position by at most 2**-20 of the source size (under 0.001 pixel on a
+# 1000-pixel side): images differ from the full path by a small fraction
+# of a grey level (tests/datasets/test_crop_window.py).
+_SHRINK = 2.0**-19
+
+
 def sampling(offset, crop: int, out_size, in_size):
-  """Source positions of the crop's output pixels along one axis.
+  """Where the crop's pixels come from along one axis.
 
   A resize with corners aligned from `in_size` to `out_size` (TF's
-  `ResizeBilinear` / `ResizeNearestNeighbor` with `align_corners=True`, in
-  their float32 arithmetic); only the `min(out_size - offset, crop)`
-  positions inside the image.
+  `ResizeBilinear` / `ResizeNearestNeighbor` with `align_corners=True`, as
+  official `randomly_scale_image_and_label`): output pixel `offset + i`
+  reads source position `(offset + i) * (in_size - 1) / (out_size - 1)`
+  (here pulled in by `_SHRINK`).
 
   Returns:
-    (lower, upper, lerp) of bilinear sampling and `nearest`, each [n].
+    (first and last source positions of the crop's pixels inside the
+    scaled image, float32 scalars; their count, `min(out_size - offset,
+    crop)`; first and one-past-last source pixel they touch).
   """
   count = tf.minimum(out_size - offset, crop)
   scale = tf.math.divide_no_nan(tf.cast(in_size - 1, tf.float32),
                                 tf.cast(out_size - 1, tf.float32))
+  middle = tf.cast(in_size - 1, tf.float32) * (_SHRINK / 2)
+  first, last = (tf.cast(offset + i, tf.float32) * scale * (1 - _SHRINK) +
+                 middle for i in (0, count - 1))
+  touched = (tf.cast(tf.floor(first), tf.int32),
+             tf.minimum(tf.cast(tf.math.ceil(last), tf.int32),
+                        in_size - 1) + 1)
+  return tf.stack([first, last]), count, touched
+
+
+def nearest(offset, count, out_size, in_size):
+  """Source pixels of the `count` labels from `offset` (`sampling`'s resize,
+  nearest neighbour in `ResizeNearestNeighbor`'s float32 arithmetic)."""
+  scale = tf.math.divide_no_nan(tf.cast(in_size - 1, tf.float32),
+                                tf.cast(out_size - 1, tf.float32))
   source = tf.cast(offset + tf.range(count), tf.float32) * scale
-  floor = tf.floor(source)
-  lower = tf.maximum(tf.cast(floor, tf.int32), 0)
-  upper = tf.minimum(tf.cast(tf.math.ceil(source), tf.int32), in_size - 1)
   # roundf (halves away from zero) on non-negative positions.
-  nearest = tf.minimum(tf.cast(tf.floor(source + 0.5), tf.int32), in_size - 1)
-  return lower, upper, source - floor, nearest
+  return tf.minimum(tf.cast(tf.floor(source + 0.5), tf.int32), in_size - 1)
 
 
-def _bilinear(window, rows, cols):
-  """`tf.image.resize` bilinear arithmetic at the given (window) positions."""
-  (top, bottom, y_lerp), (left, right, x_lerp) = rows, cols
-  x_lerp = x_lerp[tf.newaxis, :, tf.newaxis]
-  upper_rows, lower_rows = (tf.gather(window, top), tf.gather(window, bottom))
-  top_left, top_right = (tf.gather(upper_rows, left, axis=1),
-                         tf.gather(upper_rows, right, axis=1))
-  bottom_left, bottom_right = (tf.gather(lower_rows, left, axis=1),
-                               tf.gather(lower_rows, right, axis=1))
-  top_row = top_left + (top_right - top_left) * x_lerp
-  bottom_row = bottom_left + (bottom_right - bottom_left) * x_lerp
-  return top_row + (bottom_row - top_row) * y_lerp[:, tf.newaxis, tf.newaxis]
+def _box(positions, start, size):
+  """`crop_and_resize` box coordinates of source `positions` in a window
+  starting at source pixel `start`, of `size` pixels."""
+  return tf.math.divide_no_nan(positions - tf.cast(start, tf.float32),
+                               tf.cast(size - 1, tf.float32))
 
 
 # Extra source pixels decoded around a JPEG window: libjpeg's chroma
@@ -116,7 +131,8 @@ _JPEG_MARGIN = 16
 
 
 def _decode_window(encoded, first, stop, shape, name):
-  """float32 image pixels [first, stop) of rows and columns."""
+  """uint8 image pixels around rows and columns [first, stop), and the
+  source position of the window's first pixel."""
 
   def jpeg():
     check = tf.debugging.assert_equal(
@@ -125,11 +141,8 @@ def _decode_window(encoded, first, stop, shape, name):
     start = tf.maximum(first - _JPEG_MARGIN, 0)
     end = tf.minimum(stop + _JPEG_MARGIN, shape)
     with tf.control_dependencies([check]):
-      image = tf.image.decode_and_crop_jpeg(
-          encoded, tf.concat([start, end - start], axis=0), channels=3)
-    inner = first - start
-    return image[inner[0]:inner[0] + stop[0] - first[0],
-                 inner[1]:inner[1] + stop[1] - first[1]]
+      return tf.image.decode_and_crop_jpeg(
+          encoded, tf.concat([start, end - start], axis=0), channels=3), start
 
   def other():
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -137,11 +150,11 @@ def _decode_window(encoded, first, stop, shape, name):
         tf.reduce_all(tf.equal(tf.shape(image)[:2], shape)),
         ["Label size differs from image size in TFRecord example", name])
     with tf.control_dependencies([check]):
-      return image[first[0]:stop[0], first[1]:stop[1]]
+      return tf.identity(image), tf.zeros([2], tf.int32)
 
-  image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  image, start = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
   image.set_shape([None, None, 3])
-  return tf.cast(image, tf.float32)
+  return image, start
 
 
 def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
@@ -151,6 +164,9 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
                     mean_pixel: Sequence[float]
                     ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """`preprocess_image_and_label` (training, scale/crop/flip only).
+
+  One `tf.image.crop_and_resize` per tensor scales, crops and flips
+  (a mirrored box) the pixels inside the scaled image; then it pads.
 
   Args:
     example: From `parse_encoded`.
@@ -170,30 +186,40 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
   size, offset, flip_seed = draw_window(
       shape[0], shape[1], crop_height, crop_width, min_scale_factor,
       max_scale_factor, step_size, seed)
-  rows = sampling(offset[0], crop_height, size[0], shape[0])
-  cols = sampling(offset[1], crop_width, size[1], shape[1])
-  first = tf.stack([tf.minimum(rows[0][0], rows[3][0]),
-                    tf.minimum(cols[0][0], cols[3][0])])
-  stop = tf.stack([tf.maximum(rows[1][-1], rows[3][-1]),
-                   tf.maximum(cols[1][-1], cols[3][-1])]) + 1
-  window = _decode_window(example["encoded"], first, stop, shape,
-                          example["filename"])
-  image = _bilinear(window, (rows[0] - first[0], rows[1] - first[0], rows[2]),
-                    (cols[0] - first[1], cols[1] - first[1], cols[2]))
-  label = tf.gather(tf.gather(tf.cast(label, tf.int32), rows[3]), cols[3],
-                    axis=1)
-  valid = tf.shape(label)[:2]
-  paddings = [[0, crop_height - valid[0]], [0, crop_width - valid[1]], [0, 0]]
-  # Padded with the variant's mean pixel, as preprocess does.
-  mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
-  image = tf.pad(image - mean_pixel, paddings) + mean_pixel
-  label = tf.pad(label, paddings, constant_values=ignore_label)
+  rows, row_count, row_span = sampling(offset[0], crop_height, size[0],
+                                       shape[0])
+  cols, col_count, col_span = sampling(offset[1], crop_width, size[1],
+                                       shape[1])
+  label_rows = nearest(offset[0], row_count, size[0], shape[0])
+  label_cols = nearest(offset[1], col_count, size[1], shape[1])
+  window, start = _decode_window(
+      example["encoded"], tf.stack([row_span[0], col_span[0]]),
+      tf.stack([row_span[1], col_span[1]]), shape, example["filename"])
+  crop = tf.stack([row_count, col_count])
+  # Padded at the bottom and right (preprocess: the variant's mean pixel,
+  # the ignore label), then flipped: a mirrored box pads on the left.
+  paddings = [tf.stack([0, crop_height - row_count]),
+              tf.stack([0, crop_width - col_count]), tf.zeros([2], tf.int32)]
   if flip:  # tf.image.stateless_random_flip_left_right's draw.
     mirror = tf.random.stateless_uniform([], flip_seed, minval=0,
                                          maxval=1.0) < 0.5
-    image, label = tf.cond(
-        mirror, lambda: (tf.reverse(image, [1]), tf.reverse(label, [1])),
-        lambda: (image, label))
+    cols = tf.where(mirror, cols[::-1], cols)
+    label_cols = tf.where(mirror, label_cols[::-1], label_cols)
+    paddings[1] = tf.where(mirror, paddings[1][::-1], paddings[1])
+
+  def resample(source, first, rows, cols, method):
+    box = tf.stack([rows[0], cols[0], rows[1], cols[1]])
+    box = _box(box, tf.tile(first, [2]), tf.tile(tf.shape(source)[:2], [2]))
+    box = box[tf.newaxis]  # [y1, x1, y2, x2]
+    return tf.image.crop_and_resize(source[tf.newaxis], box, [0], crop,
+                                    method=method)[0]
+
+  mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
+  image = tf.pad(resample(window, start, rows, cols, "bilinear") -
+                 mean_pixel, paddings) + mean_pixel
+  label = tf.gather(tf.gather(label, label_rows), label_cols, axis=1)
+  label = tf.pad(tf.cast(label, tf.int32), paddings,
+                 constant_values=ignore_label)
   image.set_shape([crop_height, crop_width, 3])
   label.set_shape([crop_height, crop_width, 1])
   return image, label, shape
