@@ -215,11 +215,14 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
                                     method=method)[0]
 
   mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
-  image = tf.pad(resample(window, start, rows, cols, "bilinear") -
-                 mean_pixel, paddings) + mean_pixel
-  label = tf.gather(tf.gather(label, label_rows), label_cols, axis=1)
-  label = tf.pad(tf.cast(label, tf.int32), paddings,
-                 constant_values=ignore_label)
+  image = resample(window, start, rows, cols, "bilinear")
+  label = tf.cast(tf.gather(tf.gather(label, label_rows), label_cols, axis=1),
+                  tf.int32)
+  image, label = tf.cond(  # Most crops of a large enough scale do not pad.
+      tf.reduce_all(crop == [crop_height, crop_width]),
+      lambda: (image, label),
+      lambda: (tf.pad(image - mean_pixel, paddings) + mean_pixel,
+               tf.pad(label, paddings, constant_values=ignore_label)))
   image.set_shape([crop_height, crop_width, 3])
   label.set_shape([crop_height, crop_width, 1])
   return image, label, shape
