@@ -8,10 +8,12 @@ grid, crop offset, flip: `preprocess.preprocess_image_and_label`'s order
 and ops), pick the crop window first; only the source pixels under it are
 decoded (`tf.image.decode_and_crop_jpeg` for JPEG) and resampled at the
 sampling positions of official `preprocess_utils.randomly_scale_image_and_label`
-(TF1 resize ops with corners aligned: bilinear for the image, nearest for
-the label). The result is the full pipeline's,
-padding included (mean pixel / ignore label at the bottom and right):
-labels exactly, images to float rounding, and exactly at scale 1.
+(TF1 resize ops with corners aligned): the image by one
+`tf.image.crop_and_resize` (bilinear; a mirrored box flips it), the label
+by nearest-neighbour gathers. The result is the full pipeline's, padding
+included (mean pixel / ignore label at the bottom and right, then the
+flip): labels and padding exactly, images to a small fraction of a grey
+level (`_SHRINK`).
 
 It applies when training preprocessing is scale/crop/flip only (no resize
 to a range, no extra `AugmentParams`): see `applies`.
@@ -117,11 +119,16 @@ def nearest(offset, count, out_size, in_size):
   return tf.minimum(tf.cast(tf.floor(source + 0.5), tf.int32), in_size - 1)
 
 
-def _box(positions, start, size):
-  """`crop_and_resize` box coordinates of source `positions` in a window
-  starting at source pixel `start`, of `size` pixels."""
-  return tf.math.divide_no_nan(positions - tf.cast(start, tf.float32),
-                               tf.cast(size - 1, tf.float32))
+def _resample(window, start, rows, cols, size):
+  """Bilinear `crop_and_resize` of `window` (whose first pixel is source
+  pixel `start`) from source positions `rows` to `cols` ([first, last]
+  each; last < first mirrors) to `size` pixels."""
+  box = tf.stack([rows[0], cols[0], rows[1], cols[1]])  # [y1, x1, y2, x2]
+  box = tf.math.divide_no_nan(
+      box - tf.cast(tf.tile(start, [2]), tf.float32),
+      tf.cast(tf.tile(tf.shape(window)[:2], [2]) - 1, tf.float32))
+  return tf.image.crop_and_resize(window[tf.newaxis], box[tf.newaxis], [0],
+                                  size)[0]
 
 
 # Extra source pixels decoded around a JPEG window: libjpeg's chroma
@@ -165,8 +172,8 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
                     ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
   """`preprocess_image_and_label` (training, scale/crop/flip only).
 
-  One `tf.image.crop_and_resize` per tensor scales, crops and flips
-  (a mirrored box) the pixels inside the scaled image; then it pads.
+  The pixels inside the scaled image are resampled (and flipped), then
+  padded where the crop passes the scaled image.
 
   Args:
     example: From `parse_encoded`.
@@ -207,15 +214,8 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
     label_cols = tf.where(mirror, label_cols[::-1], label_cols)
     paddings[1] = tf.where(mirror, paddings[1][::-1], paddings[1])
 
-  def resample(source, first, rows, cols, method):
-    box = tf.stack([rows[0], cols[0], rows[1], cols[1]])
-    box = _box(box, tf.tile(first, [2]), tf.tile(tf.shape(source)[:2], [2]))
-    box = box[tf.newaxis]  # [y1, x1, y2, x2]
-    return tf.image.crop_and_resize(source[tf.newaxis], box, [0], crop,
-                                    method=method)[0]
-
   mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
-  image = resample(window, start, rows, cols, "bilinear")
+  image = _resample(window, start, rows, cols, crop)
   label = tf.cast(tf.gather(tf.gather(label, label_rows), label_cols, axis=1),
                   tf.int32)
   image, label = tf.cond(  # Most crops of a large enough scale do not pad.
