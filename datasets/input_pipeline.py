@@ -17,7 +17,8 @@ and keeps the last partial batch.
 
 When training preprocessing is scale/crop/flip only, the crop window is
 drawn first and only the pixels under it are decoded and resampled
-(`crop_window`, the same result as `preprocess`); shards are read by a
+(`crop_window`: `preprocess`'s labels and padding, images within 0.1
+of a grey level); shards are read by a
 parallel interleave and every stage is autotuned.
 
 Example:
