@@ -13,6 +13,9 @@ faster; medians, bests, and the median of the per-round ratios).
 Formats (batch 1, uint8 pixels in, labels out unless named otherwise):
 * `saved_model`: our lean SavedModel's `serving_default`;
 * `saved_model_probabilities`: the same with --export_probabilities;
+* `saved_model_fast`: the same with official
+  `--noprediction_with_upsampled_logits` (argmax at the logits' stride,
+  labels resized by nearest neighbour);
 * `onnx`: the lean ONNX export on onnxruntime (CPU provider);
 * `tflite_float32`, `tflite_int8`: LiteRT (`ai_edge_litert`), fixed size;
 * `mnn_float32`: MNN, fixed size (needs the `mnn` package);
@@ -51,7 +54,8 @@ flags.DEFINE_integer("threads", 2, "Threads of every runtime.")
 flags.DEFINE_list("pairs", [
     "saved_model:garden", "onnx:saved_model", "tflite_int8:tflite_float32",
     "tflite_float32:saved_model", "mnn_float32:saved_model",
-    "saved_model:saved_model_probabilities"], "A:B pairs to time.")
+    "saved_model:saved_model_probabilities", "saved_model_fast:saved_model"],
+    "A:B pairs to time.")
 flags.DEFINE_string("name", "inference", "Result file name in bench/results.")
 flags.DEFINE_string("serve", None, "Internal: serve this Garden variant "
                     "over stdin/stdout (harness.Worker).")
@@ -77,7 +81,13 @@ def _export_ours(model, folder, size, names):
   for name in names:
     start = time.time()
     path = os.path.join(folder, name)
-    if name.startswith("saved_model"):
+    if name == "saved_model_fast":  # --noprediction_with_upsampled_logits
+      model.prediction_with_upsampled_logits = False
+      try:
+        paths[name] = saved_model.export_saved_model(model, path)
+      finally:
+        model.prediction_with_upsampled_logits = True
+    elif name.startswith("saved_model"):
       paths[name] = saved_model.export_saved_model(
           model, path, with_probabilities=name.endswith("probabilities"))
     elif name == "onnx":
