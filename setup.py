@@ -58,7 +58,7 @@ setuptools.setup(
         "video": ["opencv-python-headless"],
         "serving": ["tensorflow-serving-api~=2.21.0"],
         # Tests exercise every export format and video input.
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "tf2onnx~=1.17",
+        "test": ["pytest", "pytest-timeout", "pytest-xdist>=3.8", "tf2onnx~=1.17",
                  "onnxruntime", "ai-edge-litert", "mnn~=3.6",
                  "opencv-python-headless",
                  "tensorflow-serving-api~=2.21.0"],
