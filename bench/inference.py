@@ -62,8 +62,7 @@ flags.DEFINE_string("serve", None, "Internal: serve this Garden variant "
 FLAGS = flags.FLAGS
 
 NUM_CLASSES = 21
-_BENCH = os.path.dirname(os.path.abspath(__file__))
-GARDEN_PYTHON = os.path.join(_BENCH, ".venv-garden", "bin", "python")
+GARDEN_PYTHON = harness.VENV_PYTHONS["garden"]
 
 
 def our_config(variant):

@@ -201,9 +201,8 @@ class FixedSizePredictor(Predictor):
       return labels, None
     probabilities = probabilities[:valid_height, :valid_width]
     if (valid_height, valid_width) != (height, width):
-      probabilities = tf.raw_ops.ResizeBilinear(
-          images=probabilities[None], size=[height, width],
-          align_corners=True)[0].numpy()
+      probabilities = deeplab_layers.resize_bilinear(
+          probabilities[None], [height, width])[0].numpy()
     return (np.argmax(probabilities, -1).astype(np.int32),
             probabilities.astype(np.float32))
 

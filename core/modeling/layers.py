@@ -167,6 +167,18 @@ def _int_or_pair(value):
   return int(value)
 
 
+def resize_bilinear(images: tf.Tensor, size) -> tf.Tensor:
+  """TF1 `resize_bilinear(..., align_corners=True)`, as official DeepLab
+  resizes features, images and logits (`utils.resize_bilinear`).
+
+  TF2's `tf.image.resize` has no align_corners; the raw op does (and
+  converts to TFLite's RESIZE_BILINEAR with align_corners).
+  """
+  return tf.raw_ops.ResizeBilinear(images=images, size=size,
+                                   align_corners=True,
+                                   half_pixel_centers=False)
+
+
 # === Layers ===
 
 
@@ -196,10 +208,7 @@ class ResizeBilinear(keras.layers.Layer):
     x, reference = inputs
     size = tf.shape(reference)[1:3]
     if self.align_corners:
-      # TF2's tf.image.resize has no align_corners; the raw op does (and
-      # converts to TFLite's RESIZE_BILINEAR with align_corners).
-      y = tf.raw_ops.ResizeBilinear(
-          images=x, size=size, align_corners=True, half_pixel_centers=False)
+      y = resize_bilinear(x, size)
     else:
       y = tf.image.resize(x, size, method="bilinear")
     y = ops.cast(y, self.compute_dtype)

@@ -115,14 +115,6 @@ def image_pooling_window_at(model, scale: float):
       layer.pool_size = size
 
 
-def resize_bilinear(images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-  """TF1 `resize_bilinear(..., align_corners=True)`, as official DeepLab
-  resizes images and logits (`utils.resize_bilinear`)."""
-  return tf.raw_ops.ResizeBilinear(images=images, size=size,
-                                   align_corners=True,
-                                   half_pixel_centers=False)
-
-
 def upsampled_logits(model, images: tf.Tensor) -> tf.Tensor:
   """One forward pass: float32 logits [B, H, W, C] at the input size.
 
@@ -136,7 +128,7 @@ def upsampled_logits(model, images: tf.Tensor) -> tf.Tensor:
     # Ours end in `upsample_logits`, at the input size already: a second
     # (identity) resize would cost a full-resolution pass in every format.
     return logits
-  return resize_bilinear(logits, tf.shape(images)[1:3])
+  return deeplab_layers.resize_bilinear(logits, tf.shape(images)[1:3])
 
 
 def _image_at(images: tf.Tensor, size: tf.Tensor, scale: float) -> tf.Tensor:
@@ -144,7 +136,8 @@ def _image_at(images: tf.Tensor, size: tf.Tensor, scale: float) -> tf.Tensor:
   `multi_scale_logits`); themselves at scale 1."""
   if scale == 1.0:
     return images
-  return resize_bilinear(images, tf.maximum(scale_dimension(size, scale), 1))
+  return deeplab_layers.resize_bilinear(
+      images, tf.maximum(scale_dimension(size, scale), 1))
 
 
 def _scaled_logits(model, raw_model, images: tf.Tensor, scale: float,
@@ -154,7 +147,7 @@ def _scaled_logits(model, raw_model, images: tf.Tensor, scale: float,
   that scale's image-pooling window, resized to `logits_size`."""
   with image_pooling_window_at(model, scale):
     logits = deeplab_model.main_logits(raw_model(images, training=training))
-  return resize_bilinear(logits, logits_size)
+  return deeplab_layers.resize_bilinear(logits, logits_size)
 
 
 MERGED_LOGITS = "merged_logits"  # Official model.MERGED_LOGITS_SCOPE.
@@ -223,7 +216,7 @@ def _single_pass(model, images: tf.Tensor, with_probabilities: bool):
     merged = merged[MERGED_LOGITS]
   if upsample:
     if pyramid:
-      logits = resize_bilinear(merged, size)
+      logits = deeplab_layers.resize_bilinear(merged, size)
     labels = tf.argmax(logits, -1, output_type=tf.int32)
     if not with_probabilities:
       return labels, None, None
@@ -234,7 +227,8 @@ def _single_pass(model, images: tf.Tensor, with_probabilities: bool):
       tf.argmax(merged, -1, output_type=tf.int32), size)
   if not with_probabilities:
     return labels, None, None
-  probabilities = resize_bilinear(tf.nn.softmax(merged, axis=-1), size)
+  probabilities = deeplab_layers.resize_bilinear(
+      tf.nn.softmax(merged, axis=-1), size)
   return labels, probabilities, _log(probabilities)
 
 
@@ -351,7 +345,8 @@ def _multi_pass(model, images: tf.Tensor, scales: Sequence[float],
             scale_dimension(size, max(1.0, scale) / stride))
       if flip:
         logits = tf.reverse(logits, axis=[2])
-      probabilities = tf.nn.softmax(resize_bilinear(logits, size), axis=-1)
+      probabilities = tf.nn.softmax(
+          deeplab_layers.resize_bilinear(logits, size), axis=-1)
       total = probabilities if total is None else total + probabilities
       count += 1
   probabilities = total / float(count)

@@ -15,6 +15,7 @@ import tensorflow as tf
 from deeplab.core import config as config_lib
 from deeplab.core.evaluation import metrics
 from deeplab.core.modeling import deeplab_model
+from deeplab.core.modeling import layers as deeplab_layers
 from deeplab.core.modeling import multiscale
 from deeplab.core.training import losses
 from deeplab.core.training import transfer
@@ -111,7 +112,7 @@ def _pyramid_data_loss(scales_to_logits, labels, params: ModelFnParams,
   total = 0.0
   for logits in scales_to_logits.values():
     if config.upsample_logits:
-      logits = multiscale.resize_bilinear(logits, tf.shape(labels)[1:3])
+      logits = deeplab_layers.resize_bilinear(logits, tf.shape(labels)[1:3])
     total += losses.loss_from_config(
         logits, labels, params.num_classes, params.ignore_label, config,
         global_step=global_step, label_weights=label_weights)

@@ -110,8 +110,7 @@ class ScaleResize(keras.layers.Layer):
 
   def call(self, inputs):
     size = scale_dimension(tf.shape(inputs)[1:3], self.scale)
-    y = tf.raw_ops.ResizeBilinear(images=inputs, size=size,
-                                  align_corners=True, half_pixel_centers=False)
+    y = deeplab_layers.resize_bilinear(inputs, size)
     return ops.cast(y, self.compute_dtype)
 
   def compute_output_shape(self, input_shape):
