@@ -3,7 +3,8 @@
 Reports mIoU, FWIoU, pixel accuracy, mean pixel accuracy and per-class IoU,
 all from one confusion matrix accumulated on device. Writes to
 --eval_logdir: `metrics.json`, `confusion_matrix.png` and
-`per_class_iou.png`, and TensorBoard summaries for checkpoints.
+`per_class_iou.png` (not with `--noeval_plots`), and TensorBoard summaries
+for checkpoints.
 
 * `--checkpoint_dir` alone: batched evaluation of checkpoints (official
   `eval.py`), optionally watching for new ones. The network is built from
@@ -48,12 +49,12 @@ from deeplab import common_flags
 from deeplab.core import config as config_lib
 from deeplab.core import io_utils
 from deeplab.core.evaluation import score_folder
-from deeplab.core.evaluation import visualization
 
 # The modules of the model paths (TensorFlow, Keras) are imported by the
 # functions that run a model, so that `--predictions_dir`, which scores PNGs
 # with NumPy, starts without importing TensorFlow (about 1 s instead of 7
-# on a 2-core machine; docs/benchmarks.md, metric speed).
+# on a 2-core machine; docs/benchmarks.md, metric speed). Matplotlib (about
+# 0.6 s to import) is imported only when the plots are drawn.
 # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -106,6 +107,9 @@ flags.DEFINE_boolean("predictions_are_train_ids", False,
                      "With --predictions_dir and --dataset=cityscapes: the "
                      "PNGs hold trainIds (as --save_predictions writes "
                      "them), not cityscapesscripts' labelIds.")
+flags.DEFINE_boolean("eval_plots", True,
+                     "Draw confusion_matrix.png and per_class_iou.png beside "
+                     "metrics.json (matplotlib).")
 flags.DEFINE_integer("eval_threads", 0,
                      "With --predictions_dir: PNG decode threads (0: one "
                      "per CPU).")
@@ -123,7 +127,7 @@ SUMMARY_KEYS = ("miou", "fwiou", "pixel_accuracy", "mean_pixel_accuracy",
 
 
 def write_metrics(eval_logdir: str, results: dict, class_names,
-                  formats=None) -> str:
+                  formats=None, plots: bool = True) -> str:
   """Writes `metrics.json` and the two plots; returns the json's path.
 
   Args:
@@ -132,6 +136,7 @@ def write_metrics(eval_logdir: str, results: dict, class_names,
     class_names: Class names (for the json and the plots).
     formats: Optional {name: results} of every model evaluated, reported
       side by side under `formats`.
+    plots: Whether to draw the confusion matrix and per-class IoU plots.
   """
   report = {key: results[key] for key in REPORTED_KEYS if key in results}
   if len(class_names) == len(report.get("per_class_iou", ())):
@@ -142,6 +147,9 @@ def write_metrics(eval_logdir: str, results: dict, class_names,
         for name, values in formats.items()}
   path = os.path.join(eval_logdir, METRICS_FILE)
   io_utils.atomic_write_json(path, report)
+  if not plots:
+    return path
+  from deeplab.core.evaluation import visualization
   visualization.plot_confusion_matrix(
       results["confusion_matrix"],
       os.path.join(eval_logdir, "confusion_matrix.png"), class_names)
@@ -253,7 +261,8 @@ def score_predictions_dir():
       dataset_dir=FLAGS.dataset_dir, split=FLAGS.eval_split,
       num_threads=FLAGS.eval_threads,
       predictions_are_train_ids=FLAGS.predictions_are_train_ids)
-  path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names)
+  path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names,
+                       plots=FLAGS.eval_plots)
   print(f"miou={results['miou']:.4f} num_images={results['num_images']} "
         f"metrics={path}")
 
@@ -331,7 +340,8 @@ def evaluate_checkpoints(descriptor, scales):
     results.update(global_step=step, checkpoint_path=checkpoint)
     evaluator.write_summaries(FLAGS.eval_logdir, results, step)
     evaluated.add(checkpoint)
-    path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names)
+    path = write_metrics(FLAGS.eval_logdir, results, descriptor.class_names,
+                         plots=FLAGS.eval_plots)
     logging.info("mIoU %.4f on %d images (step %d); wrote %s",
                  results["miou"], results["num_images"], step, path)
     print(f"miou={results['miou']:.4f} num_images={results['num_images']} "
@@ -371,7 +381,8 @@ def main(argv):
   formats = evaluate_per_image(descriptor, scales)
   primary = next(iter(formats.values()))
   path = write_metrics(FLAGS.eval_logdir, primary, descriptor.class_names,
-                       formats if len(formats) > 1 else None)
+                       formats if len(formats) > 1 else None,
+                       plots=FLAGS.eval_plots)
   print(format_table(formats))
   print(f"metrics={path}")
 

@@ -6,9 +6,12 @@ decoded from disk and reduced to the 19 trainId IoUs. Sides, each in its
 own subprocess so that none inherits another's warm state:
 
 * `ours_app`: `python -m deeplab.evaluate --dataset=cityscapes
-  --predictions_dir --ground_truth_dir` end to end (wall time: Python
-  start-up (no TensorFlow on this path), file matching, scoring,
-  metrics.json and its two plots).
+  --predictions_dir --ground_truth_dir --noeval_plots` end to end (wall
+  time: Python start-up (no TensorFlow on this path), file matching,
+  scoring, metrics.json): the same work as cityscapesscripts' program.
+* `ours_app_plots`: the same with the default `--eval_plots`, which also
+  draws the confusion matrix and per-class IoU PNGs (matplotlib), work
+  that cityscapesscripts does not do.
 * `cityscapesscripts_app`: the `cityscapesscripts` side below, but timed
   as a program, by its wall time: Python start-up included, as for
   `ours_app`.
@@ -50,7 +53,8 @@ flags.DEFINE_integer("height", 1024, "PNG height.")
 flags.DEFINE_integer("width", 2048, "PNG width.")
 flags.DEFINE_integer("repeats", 5, "Timed rounds after the warm-up round.")
 flags.DEFINE_integer("threads", 0, "ours: decode threads (0: one per CPU).")
-flags.DEFINE_list("sides", ["ours_app", "cityscapesscripts_app", "ours_lib",
+flags.DEFINE_list("sides", ["ours_app", "ours_app_plots",
+                            "cityscapesscripts_app", "ours_lib",
                             "cityscapesscripts", "floor"], "Sides to time.")
 flags.DEFINE_string("work_dir", None, "Where the PNGs go (default: a "
                     "temporary folder, removed after).")
@@ -63,8 +67,10 @@ REFERENCES = ("cityscapesscripts_app", "cityscapesscripts", "floor")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = {
     "ours_app": "python -m deeplab.evaluate --dataset=cityscapes "
-                "--predictions_dir --ground_truth_dir --eval_threads={t}; "
-                "subprocess wall time, start-up included",
+                "--predictions_dir --ground_truth_dir --eval_threads={t} "
+                "--noeval_plots; subprocess wall time, start-up included",
+    "ours_app_plots": "ours_app with its default --eval_plots (two "
+                      "matplotlib PNGs drawn as well)",
     "cityscapesscripts_app": "evaluateImgLists as above, in a Python "
                              "program; subprocess wall time, start-up "
                              "included",
@@ -141,11 +147,12 @@ def run_worker(side, folder, threads):
 
 def _run_side(side, folder, threads, eval_logdir):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  if side == "ours_app":
+  if side.startswith("ours_app"):
     cmd = [sys.executable, "-m", "deeplab.evaluate", "--dataset=cityscapes",
            f"--predictions_dir={os.path.join(folder, 'pred')}",
            f"--ground_truth_dir={os.path.join(folder, 'gt')}",
-           f"--eval_threads={threads}", f"--eval_logdir={eval_logdir}"]
+           f"--eval_threads={threads}", f"--eval_logdir={eval_logdir}",
+           f"--{'' if side == 'ours_app_plots' else 'no'}eval_plots"]
   else:
     cmd = [sys.executable, os.path.abspath(__file__),
            f"--worker={side.removesuffix('_app')}",
@@ -158,10 +165,10 @@ def _run_side(side, folder, threads, eval_logdir):
     raise RuntimeError(f"{side} failed:\n{result.stderr[-3000:]}")
   record = {"wall_s": wall}
   lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
-  if side != "ours_app":
-    record.update(json.loads(lines[-1]))
-  if side.endswith("_app"):
+  if "_app" in side:
     record["seconds"] = wall
+  else:
+    record.update(json.loads(lines[-1]))
   return record
 
 

@@ -478,14 +478,14 @@ def test_nan_before_any_checkpoint_says_so(tiny_model_config, tmp_path):
 def test_per_class_plot_marks_absent_classes(tmp_path, monkeypatch):
   from deeplab.core.evaluation import visualization  # pylint: disable=g-import-not-at-top
   drawn = {}
-  original = visualization.plt.subplots
+  original = visualization.new_figure
 
-  def recording_subplots(*args, **kwargs):
+  def recording_new_figure(*args, **kwargs):
     figure, axes = original(*args, **kwargs)
     drawn["axes"] = axes
     return figure, axes
 
-  monkeypatch.setattr(visualization.plt, "subplots", recording_subplots)
+  monkeypatch.setattr(visualization, "new_figure", recording_new_figure)
   visualization.plot_per_class_iou([0.5, None, float("nan"), 0.0],
                                    str(tmp_path / "iou.png"))
   axes = drawn["axes"]

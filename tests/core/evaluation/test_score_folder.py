@@ -223,6 +223,25 @@ def test_evaluate_app_scores_a_folder_without_tensorflow(cityscapes_folders,
   assert os.path.isfile(tmp_path / "eval" / "confusion_matrix.png")
 
 
+def test_app_without_plots_never_imports_matplotlib(cityscapes_folders,
+                                                    tmp_path):
+  """`--noeval_plots` writes metrics.json alone, with matplotlib blocked."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from testing_utils import APP_ENV  # pylint: disable=g-import-not-at-top
+  gt_dir, pred_dir, _ = cityscapes_folders
+  blocked = ("import runpy, sys; sys.modules['matplotlib'] = None; "
+             "sys.modules['tensorflow'] = None; sys.argv[0] = 'evaluate'; "
+             "runpy.run_module('deeplab.evaluate', run_name='__main__')")
+  result = subprocess.run(
+      [sys.executable, "-c", blocked, "--dataset=cityscapes",
+       f"--predictions_dir={pred_dir}", f"--ground_truth_dir={gt_dir}",
+       f"--eval_logdir={tmp_path / 'eval'}", "--noeval_plots"],
+      capture_output=True, text=True, timeout=120, env=APP_ENV, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert sorted(os.listdir(tmp_path / "eval")) == ["metrics.json"]
+
+
 def test_accumulate_streams_with_bounded_work_in_flight():
   pulled, counted, backlog = [0], [0], []
 
