@@ -20,7 +20,10 @@ can be read stage by stage:
   resize_bilinear  TF's `ResizeBilinear` from the window to 513x513:
                    not the positions we need (no sub-pixel offset), shown
                    as the cheapest bilinear kernel TF has for this size
-  label_gathers    the nearest-neighbour label rows and columns
+  label_gathers    the nearest-neighbour label rows and columns, as
+                   `crop_window.gather_rows_and_columns` does it (rows of
+                   the label, then rows of its transpose)
+  label_gathers_axis1  the same by a gather along axis 1 (before)
 
 Stages alternate (A, B, C, ...) for `--rounds` rounds after a warm-up
 round; each sample is the mean of `--iters` calls. Writes
@@ -113,7 +116,9 @@ def stages(tf):
           antialias=False),
       "resize_bilinear": lambda: tf.compat.v1.image.resize_bilinear(
           window[tf.newaxis], crop, align_corners=True),
-      "label_gathers": lambda: tf.cast(
+      "label_gathers": lambda: crop_window.gather_rows_and_columns(
+          label[..., 0], rows, rows),
+      "label_gathers_axis1": lambda: tf.cast(
           tf.gather(tf.gather(label, rows), rows, axis=1), tf.int32),
   }
 
