@@ -19,7 +19,10 @@ atomically (written aside, renamed when complete). It holds:
     --quantize_delay_step: no calibration images);
   - `deeplab.onnx` (tf2onnx, opset 17): uint8 in, labels out;
   - `deeplab_float32.mnn` (MNN, from ONNX): fixed input --crop_size,
-    float32 NCHW pixels in, labels out.
+    float32 NCHW pixels in, labels out;
+  - `deeplab_uint8.mnn`: the same contract, int8 weights and activations
+    inside, calibrated by MNN's quantizer on the int8 TFLite images
+    (--representative_dataset_dir; single-scale, unflipped only).
 
 Every format returns labels only (the argmax of the upsampled logits, no
 full-resolution softmax; with --noprediction_with_upsampled_logits the
@@ -43,7 +46,7 @@ Example:
   python -m deeplab.export_model \\
     --checkpoint_path=/runs/voc --export_path=/models/deeplab \\
     --crop_size=513,513 \\
-    --export_formats=saved_model,frozen_graph,tflite_float32,tflite_int8,onnx,mnn_float32 \\
+    --export_formats=saved_model,frozen_graph,tflite_float32,tflite_int8,onnx,mnn_float32,mnn_uint8 \\
     --representative_dataset_dir=/data/voc/tfrecord
 """
 
@@ -67,7 +70,8 @@ from deeplab.core.modeling import quantize
 FLAGS = flags.FLAGS
 
 EXPORT_FORMATS = ("saved_model", "frozen_graph", "tflite_float32",
-                  "tflite_float16", "tflite_int8", "onnx", "mnn_float32")
+                  "tflite_float16", "tflite_int8", "onnx", "mnn_float32",
+                  "mnn_uint8")
 FILE_NAMES = {
     "frozen_graph": frozen_graph.FROZEN_GRAPH_NAME,
     "tflite_float32": "deeplab_float32.tflite",
@@ -75,6 +79,7 @@ FILE_NAMES = {
     "tflite_int8": "deeplab_int8.tflite",
     "onnx": "deeplab.onnx",
     "mnn_float32": "deeplab_float32.mnn",
+    "mnn_uint8": "deeplab_uint8.mnn",
 }
 
 flags.DEFINE_string("checkpoint_path", None,
@@ -98,11 +103,13 @@ flags.DEFINE_list("export_formats", ["saved_model"],
                   f"Formats to write, from {list(EXPORT_FORMATS)}. The "
                   "SavedModel is always written.")
 flags.DEFINE_string("representative_dataset_dir", None,
-                    "TFRecord folder whose images calibrate int8 TFLite.")
+                    "TFRecord folder whose images calibrate int8 TFLite "
+                    "and uint8 MNN.")
 flags.DEFINE_string("representative_split", "train",
                     "Split of --representative_dataset_dir to calibrate on.")
 flags.DEFINE_integer("num_representative_images", 100,
-                     "Images used for int8 calibration.")
+                     "Images used for int8 TFLite and uint8 MNN "
+                     "calibration.")
 flags.DEFINE_boolean("export_probabilities", False,
                      "Also output the class probabilities (and ONNX logits), "
                      "as exports before the lean serving graph did; without "
@@ -131,8 +138,15 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
   if needs_size and not crop_size:
     raise ValueError(f"{needs_size} need --crop_size (the fixed TFLite/MNN "
                      "input 'height,width').")
-  if "mnn_float32" in formats:
+  if any(f.startswith("mnn") for f in formats):
     mnn_export.require_mnn()  # Before the slow conversions.
+  if "mnn_uint8" in formats and not representative_dir:
+    raise ValueError("mnn_uint8 needs --representative_dataset_dir (a "
+                     "TFRecord folder) to calibrate on.")
+  if "mnn_uint8" in formats and (tuple(scales) != (1.0,) or
+                                 add_flipped_images):
+    raise ValueError("mnn_uint8 exports single-scale inference only: "
+                     "--inference_scales=1.0, no --add_flipped_images.")
   if ("tflite_int8" in formats and not representative_dir and
       not quantize.is_quantized(model)):
     raise ValueError("tflite_int8 needs --representative_dataset_dir (a "
@@ -149,11 +163,19 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
           lambda path: onnx_export.write_onnx(
               model, path, scales, add_flipped_images,
               with_probabilities=with_probabilities))
-    elif export_format == "mnn_float32":
-      writers[FILE_NAMES[export_format]] = (
-          lambda path: mnn_export.write_mnn(
-              model, path, crop_size, "float32", scales, add_flipped_images,
-              with_probabilities))
+    elif export_format.startswith("mnn"):
+      quantization = export_format.split("_", 1)[1]
+
+      def write_mnn(path, quantization=quantization):
+        images = None
+        if quantization == "uint8":
+          images = tflite_export.images_from_tfrecords(
+              representative_dir, representative_split, crop_size,
+              num_representative_images, mean_pixel=mean_pixel)
+        mnn_export.write_mnn(model, path, crop_size, quantization, scales,
+                             add_flipped_images, with_probabilities, images)
+
+      writers[FILE_NAMES[export_format]] = write_mnn
     elif export_format.startswith("tflite"):
       quantization = export_format.split("_", 1)[1]
 

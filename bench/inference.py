@@ -18,7 +18,8 @@ Formats (batch 1, uint8 pixels in, labels out unless named otherwise):
   labels resized by nearest neighbour);
 * `onnx`: the lean ONNX export on onnxruntime (CPU provider);
 * `tflite_float32`, `tflite_int8`: LiteRT (`ai_edge_litert`), fixed size;
-* `mnn_float32`: MNN, fixed size (needs the `mnn` package);
+* `mnn_float32`, `mnn_uint8`: MNN, fixed size (needs the `mnn` package;
+  uint8 calibrated, like tflite_int8, on 4 random images);
 * `garden`: the TF Model Garden's own SavedModel of the same architecture
   (`garden_configs.same_architecture`; its `SegmentationModule` export,
   logits resized to the input size), served by a long-lived worker in
@@ -54,7 +55,8 @@ flags.DEFINE_integer("threads", 2, "Threads of every runtime.")
 flags.DEFINE_list("pairs", [
     "saved_model:garden", "onnx:saved_model", "tflite_int8:tflite_float32",
     "tflite_float32:saved_model", "mnn_float32:saved_model",
-    "saved_model:saved_model_probabilities", "saved_model_fast:saved_model"],
+    "mnn_uint8:mnn_float32", "saved_model:saved_model_probabilities",
+    "saved_model_fast:saved_model"],
     "A:B pairs to time.")
 flags.DEFINE_string("name", "inference", "Result file name in bench/results.")
 flags.DEFINE_string("serve", None, "Internal: serve this Garden variant "
@@ -77,6 +79,9 @@ def _export_ours(model, folder, size, names):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from deeplab.core.export import mnn_export, onnx_export, saved_model, tflite_export  # pylint: disable=g-import-not-at-top,g-multiple-import
   paths = {}
+  rng = np.random.default_rng(0)
+  images = [rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+            for _ in range(4)]  # Calibration of the int8 formats.
   for name in names:
     start = time.time()
     path = os.path.join(folder, name)
@@ -91,13 +96,12 @@ def _export_ours(model, folder, size, names):
           model, path, with_probabilities=name.endswith("probabilities"))
     elif name == "onnx":
       paths[name] = onnx_export.write_onnx(model, path + ".onnx")
-    elif name == "mnn_float32":
-      paths[name] = mnn_export.write_mnn(model, path + ".mnn", (size, size))
+    elif name.startswith("mnn"):
+      paths[name] = mnn_export.write_mnn(
+          model, path + ".mnn", (size, size), name.split("_", 1)[1],
+          calibration_images=images if name == "mnn_uint8" else None)
     elif name.startswith("tflite"):
       quantization = name.split("_", 1)[1]
-      rng = np.random.default_rng(0)
-      images = [rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
-                for _ in range(4)]
       with open(path + ".tflite", "wb") as f:
         f.write(tflite_export.convert(model, (size, size), quantization,
                                       images))
@@ -140,7 +144,7 @@ def _runner(name, path, size, threads):
       return interpreter.get_tensor(output)
 
     return run
-  if name == "mnn_float32":
+  if name.startswith("mnn"):
     from deeplab.core.export import predictors  # pylint: disable=g-import-not-at-top
     predictor = predictors.MnnPredictor(path, num_threads=threads)
     canvas = image[0].astype(np.float32)

@@ -65,7 +65,7 @@ HAS_MNN = importlib.util.find_spec("MNN") is not None
 def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
   root, prefix = checkpoint
   export_dir = tmp_path / "export"
-  mnn = ",mnn_float32" if HAS_MNN else ""
+  mnn = ",mnn_float32,mnn_uint8" if HAS_MNN else ""
   result = run_app("export_model", *DEMO_MODEL_FLAGS, f"--checkpoint_path={prefix}",
                 f"--export_path={export_dir}", "--crop_size=64,64",
                 "--export_formats=saved_model,frozen_graph,tflite_float32,"
@@ -76,7 +76,7 @@ def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
   version = export_dir / "1"
   names = ["frozen_inference_graph.pb", "deeplab_float32.tflite",
            "deeplab_float16.tflite", "deeplab_int8.tflite", "deeplab.onnx"]
-  names += ["deeplab_float32.mnn"] if HAS_MNN else []
+  names += ["deeplab_float32.mnn", "deeplab_uint8.mnn"] if HAS_MNN else []
   for name in names:
     assert (version / name).stat().st_size > 10_000
     assert f"{version / name}" in result.stdout  # Path and size printed.
@@ -103,7 +103,7 @@ def test_export_every_format_then_evaluate_side_by_side(checkpoint, tmp_path):
   assert list(metrics["formats"]) == [
       "keras", "saved_model", "frozen_graph", "tflite_float32",
       "tflite_float16", "tflite_int8", "onnx"] + (
-          ["mnn_float32"] if HAS_MNN else [])
+          ["mnn_float32", "mnn_uint8"] if HAS_MNN else [])
   assert metrics["checkpoint_path"] == prefix
   assert len(metrics["confusion_matrix"]) == 5
   for name, figures in metrics["formats"].items():
@@ -179,3 +179,18 @@ def test_evaluate_builds_the_model_saved_beside_the_checkpoint(checkpoint,
                    f"--eval_logdir={tmp_path / 'bad'}")
   assert_clear_error(result, "--decoder_output_stride=8",
                      "decoder_output_stride=4", "--override_model_config")
+
+
+@pytest.mark.skipif(not HAS_MNN, reason="the mnn package is not installed")
+def test_mnn_uint8_needs_calibration_images_and_one_scale():
+  """Clear errors before any slow conversion (no model is touched)."""
+  from deeplab import export_model  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="mnn_uint8 needs "
+                     "--representative_dataset_dir"):
+    export_model.make_writers(None, ["mnn_uint8"], (1.0,), False, (64, 64),
+                              None, "train", 4)
+  for scales, flipped in (((0.5, 1.0), False), ((1.0,), True)):
+    with pytest.raises(ValueError, match="--inference_scales=1.0, no "
+                       "--add_flipped_images"):
+      export_model.make_writers(None, ["mnn_uint8"], scales, flipped,
+                                (64, 64), "/data", "train", 4)
