@@ -49,8 +49,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Iterable, Optional, Sequence, Tuple
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -124,16 +126,20 @@ def _quantize(float_path: str, path: str, folder: str,
   logits_path = os.path.join(folder, "logits.mnn")
   mnn_expr.save([logits], logits_path)
   image_dir = os.path.join(folder, "calibration")
+  count = _write_calibration_images(images, image_dir, size)
   config = {"format": "RGB", "mean": [0.0] * 3, "normal": [1.0] * 3,
             "height": size[0], "width": size[1], "path": image_dir + "/",
-            "used_image_num": _write_calibration_images(images, image_dir,
-                                                        size),
-            "feature_quantize_method": "KL",
+            "used_image_num": count, "feature_quantize_method": "KL",
             "weight_quantize_method": "MAX_ABS"}
   config_path = os.path.join(folder, "quantization.json")
   io_utils.atomic_write_json(config_path, config)
   quantized_path = os.path.join(folder, "logits_uint8.mnn")
+  logging.info("Calibrating the uint8 MNN model on %d images...", count)
+  start = time.time()
   _run_tool(["mnnquant", logits_path, quantized_path, config_path])
+  seconds = time.time() - start
+  logging.info("MNN calibration done in %.0f s (%.2f images/s).", seconds,
+               count / max(seconds, 1e-6))
   if not os.path.exists(quantized_path):
     raise ValueError(f"MNN's quantizer wrote no model for {path!r}.")
   quantized = mnn_expr.load_as_dict(quantized_path)

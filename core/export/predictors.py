@@ -248,8 +248,8 @@ class TFLitePredictor(FixedSizePredictor):
 
 
 class MnnPredictor(FixedSizePredictor):
-  """Runs an `.mnn` model (`mnn_export`: NCHW float pixels in) of fixed
-  input size on the CPU."""
+  """Runs an `.mnn` model (`mnn_export`: float32 or calibrated uint8, NCHW
+  float pixels in) of fixed input size on the CPU."""
 
   def __init__(self, path: str,
                mean_pixel: Sequence[float] = deeplab_layers.UNIT_RANGE_MEAN_RGB,
