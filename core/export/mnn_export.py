@@ -26,8 +26,9 @@ Two quirks of MNN 3.6.1 shape it:
   but quantizes weights per tensor: about 3 points more pixels disagree
   with Keras on the trained demo model.)
 
-MNN's TFLite front end has no ARG_MAX, hence ONNX (and MNN's ONNX front
-end fails on onnxruntime's QDQ models, hence its own quantizer). The
+MNN's TFLite front end has no ARG_MAX, hence ONNX; MNN's own quantizer,
+because its ONNX front end mis-shapes the first convolution of
+onnxruntime's static QDQ model of our graph ("Compute Shape Error"). The
 converter and quantizer run in a subprocess: MNN's `_tools` extension
 carries its own ONNX protobuf descriptors, which abort a process that has
 imported TensorFlow (MNN's runtime, `import MNN`, does not). Its Python
@@ -44,7 +45,6 @@ Example:
 """
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
