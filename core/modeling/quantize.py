@@ -76,6 +76,8 @@ class FakeQuant(keras.layers.Layer):
   range is used. One difference: the first updates average the batches
   seen so far (decay `n / (n + 1)` until it reaches `ema_decay`), so a
   short fine-tuning run does not inherit contrib's arbitrary [-6, 6] start.
+  Under a distribution strategy the batch range is the global batch's
+  (gathered from the replicas), as on one device.
 
   Args:
     ema_decay: Moving-average decay of the range.
@@ -101,7 +103,8 @@ class FakeQuant(keras.layers.Layer):
 
   def build(self, input_shape=None):
     low, high = self.fixed_range or INITIAL_RANGE
-    # Replicas agree on the range as on BatchNorm statistics (mean).
+    # Every replica computes the same new range (`_global_batch_range`);
+    # "mean" keeps the mirrored copies equal when they are assigned.
     self.min = self.add_weight(
         name="min", shape=(), trainable=False, aggregation="mean",
         initializer=keras.initializers.Constant(low))
@@ -115,8 +118,10 @@ class FakeQuant(keras.layers.Layer):
 
   def _updated_range(self, x) -> Tuple[tf.Tensor, tf.Tensor]:
     """Moves the range toward this batch's; returns the new range."""
-    batch_min = tf.minimum(tf.reduce_min(x), 0.0)
-    batch_max = tf.maximum(tf.reduce_max(x), 0.0)
+    batch_min, batch_max = _global_batch_range(tf.reduce_min(x),
+                                               tf.reduce_max(x))
+    batch_min = tf.minimum(batch_min, 0.0)
+    batch_max = tf.maximum(batch_max, 0.0)
     count = tf.convert_to_tensor(self.updates)
     decay = tf.minimum(self.ema_decay, count / (count + 1.0))
     new_min = decay * self.min + (1.0 - decay) * batch_min
@@ -148,6 +153,28 @@ class FakeQuant(keras.layers.Layer):
                    "fixed_range": (list(self.fixed_range)
                                    if self.fixed_range else None)})
     return config
+
+
+def _global_batch_range(batch_min: tf.Tensor,
+                        batch_max: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The min and max of the global batch, under a distribution strategy.
+
+  Each replica sees only its slice of the batch; gathering the replicas'
+  min and max gives every replica the range one device would see on the
+  whole batch, so a mirrored run quantizes with and stores the ranges of
+  the single-device run (averaging the replicas' ranges instead would
+  narrow them as the per-replica batch shrinks). Official DeepLab has no
+  reference: its train.py refuses `--quantize_delay_step` with
+  `--num_clones` > 1.
+  """
+  context = tf.distribute.get_replica_context()
+  if context is None or context.num_replicas_in_sync == 1:
+    return batch_min, batch_max
+  # min(a) = -max(-a): one gather of both, [replicas, 2].
+  gathered = context.all_gather(tf.stack([-batch_min, batch_max])[None],
+                                axis=0)
+  reduced = tf.reduce_max(gathered, axis=0)
+  return -reduced[0], reduced[1]
 
 
 def fake_quant_weights(kernel: tf.Tensor, depthwise: bool = False,

@@ -161,3 +161,88 @@ def test_flag_off_model_unchanged_and_float_checkpoint_loads(tmp_path):
   # 8-bit simulation: close to the float logits, relative to their range.
   error = np.abs(quantized - expected).max() / np.abs(expected).max()
   assert error < 0.1, error
+
+
+def _tiny_quantized_model():
+  """Conv, synchronized BatchNorm, ReLU, conv: quantized, random weights."""
+  inputs = keras.Input((8, 8, 3))
+  x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+  x = keras.layers.BatchNormalization(synchronized=True)(x)
+  x = keras.layers.ReLU()(x)
+  model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(x))
+  rng = np.random.default_rng(4)
+  for weight in model.weights:
+    positive = "batch_norm" in weight.path
+    weight.assign((rng.uniform(0.5, 1.5, weight.shape) if positive else
+                   rng.normal(0, 0.5, weight.shape)).astype(np.float32))
+  return quantize.quantize_model(model)
+
+
+def _train(model, strategy, batches, delay):
+  """SGD steps of `model` on `batches` (global batches), quantization
+  switched on at step `delay` (the runner's --quantize_delay_step)."""
+  optimizer = keras.optimizers.SGD(0.01)
+
+  def replica_step(images):
+    with tf.GradientTape() as tape:
+      # The mean over the global batch of 4.
+      loss = tf.reduce_sum(tf.square(model(images, training=True))) / 4.0
+    variables = model.trainable_variables
+    optimizer.apply_gradients(
+        zip(tape.gradient(loss, variables), variables))
+
+  for step, images in enumerate(batches):
+    if quantize.set_active(model, step >= delay) or step == 0:
+      step_fn = tf.function(lambda x: strategy.run(replica_step, args=(x,)))
+    halves = lambda context, images=images: tf.constant(  # pylint: disable=g-long-lambda
+        images[2 * context.replica_id_in_sync_group:][:2])
+    if strategy.num_replicas_in_sync == 1:
+      step_fn(tf.constant(images))
+    else:
+      step_fn(strategy.experimental_distribute_values_from_function(halves))
+    if step < delay:  # The float graph leaves the ranges alone.
+      assert all(q.updates.numpy() == 0 for q in quantize.quantizers(model))
+
+
+def test_mirrored_ranges_are_those_of_the_global_batch():
+  """Under a 2-replica MirroredStrategy each replica sees half the batch;
+  the ranges still come out mirrored, equal on both replicas, and equal to
+  a single device's on the whole batch (not the mean of the halves')."""
+  cpus = tf.config.list_logical_devices("CPU")
+  if len(cpus) < 2:
+    pytest.skip("needs two logical CPUs (configured in conftest)")
+  strategy = tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+  rng = np.random.default_rng(5)
+  # The two halves have different ranges, so mean != global.
+  batches = [np.concatenate([rng.uniform(-1, 1, (2, 8, 8, 3)),
+                             rng.uniform(-3, 5, (2, 8, 8, 3))]).astype(
+                                 np.float32) for _ in range(3)]
+  with strategy.scope():
+    mirrored = _tiny_quantized_model()
+  single = _tiny_quantized_model()
+  _train(mirrored, strategy, batches, delay=1)
+  _train(single, tf.distribute.get_strategy(), batches, delay=1)
+  first = quantize.quantizers(mirrored)[0]  # The first conv's input.
+  assert first.name == "conv2d_input_quantizer"
+  # Two updates (decay 1/2): the mean of the two whole batches' ranges.
+  np.testing.assert_allclose(
+      [first.min.numpy(), first.max.numpy()],
+      [(batches[1].min() + batches[2].min()) / 2,
+       (batches[1].max() + batches[2].max()) / 2], rtol=1e-6)
+  for ours, reference in zip(quantize.quantizers(mirrored),
+                             quantize.quantizers(single)):
+    assert reference.updates.numpy() == 2
+    for name in ("min", "max"):
+      variable = getattr(ours, name).value
+      assert isinstance(variable, tf.distribute.DistributedValues)
+      replicas = [v.numpy() for v in
+                  strategy.experimental_local_results(variable)]
+      assert len(replicas) == 2 and replicas[0] == replicas[1]
+      expected = getattr(reference, name).numpy()
+      initial = dict(zip(("min", "max"), quantize.INITIAL_RANGE))[name]
+      assert expected != initial
+      np.testing.assert_allclose(replicas[0], expected, rtol=1e-5,
+                                 err_msg=f"{ours.name} {name}")
+  for ours, reference in zip(mirrored.weights, single.weights):
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5,
+                               atol=1e-6, err_msg=ours.path)
