@@ -13,16 +13,19 @@ takes the model apart instead. For each variant it
    weights, calibrated on random inputs), and times them on LiteRT's
    default XNNPACK delegate, --threads threads, alternating float32 and
    int8 (`harness.alternate`);
-3. times the whole exported models (bench/inference.py's `tflite_float32`
+3. does the same for the whole model's RESIZE_BILINEAR, ARG_MAX and
+   standalone RELU ops (`OTHER_OPS`, shapes read from its float32 TFLite
+   model);
+4. times the whole exported models (bench/inference.py's `tflite_float32`
    and `tflite_int8`) the same way, so the per-layer sums can be read as a
-   share of the real model's time (the rest: resizes, concatenations, the
-   argmax, pooling, adds, quantize ops, and the layers' overlap with
-   them).
+   share of the real model's time (the rest: concatenations, pooling,
+   adds, the float preprocessing and quantize op, and the difference
+   between isolated and in-graph layers), and counts their ops and XNNPACK partitions (DELEGATE nodes).
 
 It prints the CPU flags that decide int8 throughput on x86 (AVX-512, VNNI:
 8-bit dot products; without them XNNPACK's QS8 kernels widen to 16 bits
-and multiply-add pairs with `vpmaddwd`, 16 MACs per 256-bit instruction,
-the same count as an fp32 FMA's 8 x 2).
+and multiply pairs with `vpmaddwd`, then accumulate with `vpaddd`: 16
+MACs per two 256-bit instructions, the rate of one fp32 FMA's 8).
 
 Usage:
   .venv/bin/python bench/tflite_op_profile.py \
@@ -32,7 +35,6 @@ Writes bench/results/tflite_op_profile.json and .md.
 """
 
 import collections
-import os
 import tempfile
 import time
 
@@ -135,7 +137,7 @@ def single_layer_models(key: tuple):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   kind, shape, kernel, strides, dilation, padding, width = key
-  inputs = keras.Input(shape)
+  inputs = keras.Input(shape, batch_size=1)  # Static: as the export.
   options = dict(strides=strides, dilation_rate=dilation, padding=padding,
                  activation="relu")
   layer = (keras.layers.DepthwiseConv2D(kernel, depth_multiplier=width,
@@ -173,7 +175,7 @@ def float_and_int8(model):
 
 
 # Non-conv ops of the whole model timed on their own (the rest is small).
-OTHER_OPS = ("RESIZE_BILINEAR", "ARG_MAX")
+OTHER_OPS = ("RESIZE_BILINEAR", "ARG_MAX", "RELU")
 
 
 def other_op_calls(path: str) -> collections.OrderedDict:
@@ -181,6 +183,7 @@ def other_op_calls(path: str) -> collections.OrderedDict:
   TFLite model, and {op: count} of all its ops under the key 'all'."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   interpreter = Interpreter(model_path=path)
+  interpreter.allocate_tensors()  # Applies the XNNPACK delegate.
   shapes = {t["index"]: tuple(int(d) for d in t["shape"])
             for t in interpreter.get_tensor_details()}
   calls = collections.OrderedDict()
@@ -200,9 +203,11 @@ def single_op_models(key: tuple):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from deeplab.core.modeling import layers as deeplab_layers  # pylint: disable=g-import-not-at-top
   op, in_shape, out_shape = key
-  inputs = keras.Input(in_shape[1:])
+  inputs = keras.Input(in_shape[1:], batch_size=1)
   if op == "RESIZE_BILINEAR":
     function = lambda x: deeplab_layers.resize_bilinear(x, out_shape[1:3])
+  elif op == "RELU":
+    function = tf.nn.relu
   else:
     function = lambda x: tf.argmax(x, -1, output_type=tf.int32)
   return float_and_int8(keras.Model(inputs, keras.layers.Lambda(
@@ -279,6 +284,9 @@ def profile_variant(variant: str, folder: str) -> dict:
   before = time_sides(runners, FLAGS.model_rounds, FLAGS.iters)
   print(f"  whole model: {before}", flush=True)
   others, op_counts = other_op_calls(paths["tflite_float32"])
+  # DELEGATE nodes: XNNPACK partitions (ops between them run on LiteRT's
+  # own kernels).
+  op_counts = {name: other_op_calls(path)[1] for name, path in paths.items()}
   calls.update((key, [count, key[2]]) for key, count in others.items())
   rows = profile_layers(calls, FLAGS.threads, FLAGS.rounds, FLAGS.iters)
   after = time_sides(runners, FLAGS.model_rounds, FLAGS.iters)
@@ -289,7 +297,7 @@ def profile_variant(variant: str, folder: str) -> dict:
           "model_float32_ms": mean["tflite_float32"],
           "model_int8_ms": mean["tflite_int8"],
           "model_before_ms": before, "model_after_ms": after,
-          "float32_op_counts": op_counts, "layers": rows}
+          "op_counts": op_counts, "layers": rows}
 
 
 def summarize_variant(result: dict) -> list:
@@ -383,10 +391,15 @@ def reading(results: dict) -> str:
     others = ", ".join(f"{name} {row['float32_ms']:.1f} -> "
                        f"{row['int8_ms']:.1f} ms" for name, row in
                        summary.items() if name in OTHER_OPS)
+    delegates = {name: counts.get("DELEGATE", 0) for name, counts in
+                 results[variant]["op_counts"].items()}
     parts.append(
-        f"{variant}: the convolutions, summed, are "
+        f"{variant}: XNNPACK partitions (DELEGATE nodes) float32 "
+        f"{delegates.get('tflite_float32')}, int8 "
+        f"{delegates.get('tflite_int8')}; the convolutions, summed, are "
         f"{100 * convs['float32_share']:.0f}% of the float32 model's time "
-        f"and run {convs['int8_speedup']:.2f}x faster in int8 ({kinds}); "
+        f"and their int8 speed-up is {convs['int8_speedup']:.2f}x "
+        f"({kinds}); "
         f"{others}; the whole model {whole['int8_speedup']:.2f}x.")
   cpu = results["cpu"]
   vnni = cpu["avx512_vnni"] or cpu["avx_vnni"]
@@ -399,7 +412,20 @@ def reading(results: dict) -> str:
       "accumulate: 8 MACs per instruction), the rate of an fp32 "
       "`vfmadd` (8 MACs), plus requantization work fp32 does not have; "
       "int8 saves memory traffic (4x smaller tensors), not arithmetic.")
-  return ("**Reading.** " + " ".join(parts) + " " + hardware + " The "
+  relu_rows = [(v, r) for v in results["variants"]
+               for r in results[v]["summary"] if r["op_type"] == "RELU"]
+  relu = "".join(
+      f" {variant}'s {row['calls']} standalone RELUs (its pre-activation "
+      "ReLUs, whose input also feeds the residual branch, so no conv "
+      f"absorbs them) take {row['float32_ms']:.1f} ms in float32 and "
+      f"{row['int8_ms']:.1f} ms in int8, {100 * row['int8_share']:.0f}% of "
+      "the int8 model: LiteRT 2.3's XNNPACK delegate does not take an int8 "
+      "RELU (its single-op model has no DELEGATE node; RELU6, LEAKY_RELU, "
+      "MAXIMUM with 0 and RELU_N1_TO_1 neither, checked once), so it runs "
+      "on LiteRT's own kernel and splits the int8 graph into one XNNPACK "
+      "partition per RELU (an int8 MUL by a constant with the RELU fused "
+      "into it is delegated: checked once)." for variant, row in relu_rows)
+  return ("**Reading.** " + " ".join(parts) + relu + " " + hardware + " The "
           "convolutions are the bulk of both models, so the whole model "
           "cannot run much faster in int8 than its convolutions do; with "
           "the measured per-shape speed-ups the 2x target is out of reach "
