@@ -211,7 +211,11 @@ def test_mirrored_ranges_are_those_of_the_global_batch():
   cpus = tf.config.list_logical_devices("CPU")
   if len(cpus) < 2:
     pytest.skip("needs two logical CPUs (configured in conftest)")
-  strategy = tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+  # Reduction to one device, not collective ops: a second collective
+  # strategy in the process (test_runner's) would clash on instance keys.
+  strategy = tf.distribute.MirroredStrategy(
+      [d.name for d in cpus[:2]],
+      cross_device_ops=tf.distribute.ReductionToOneDevice())
   rng = np.random.default_rng(5)
   # The two halves have different ranges, so mean != global.
   batches = [np.concatenate([rng.uniform(-1, 1, (2, 8, 8, 3)),
