@@ -20,6 +20,10 @@ can be read stage by stage:
   resize_bilinear  TF's `ResizeBilinear` from the window to 513x513:
                    not the positions we need (no sub-pixel offset), shown
                    as the cheapest bilinear kernel TF has for this size
+  projective       the same positions through `ImageProjectiveTransformV3`
+                   (an affine map, bilinear, on the float window)
+  separable        the same positions as two 1-D passes of row gathers,
+                   lerps and transposes
   label_gathers    the nearest-neighbour label rows and columns, as
                    `crop_window.gather_rows_and_columns` does it (rows of
                    the label, then rows of its transpose)
@@ -74,8 +78,24 @@ def _window(tf, image_shape):
   rows = tf.constant([min(int(offset * step + i * step + 0.5), height - 1)
                       for i in range(FLAGS.crop_size)])
   translate = 0.5 - (first - start) / step - 0.5 / step
+  positions = tf.constant([first - start + i * step
+                           for i in range(FLAGS.crop_size)], tf.float32)
   del width
-  return start, stop, box, rows, 1.0 / step, translate
+  return start, stop, box, rows, 1.0 / step, translate, positions
+
+
+def _separable(tf, window, positions):
+  """Bilinear at `positions` (rows and columns alike) in two 1-D passes."""
+  low = tf.cast(tf.floor(positions), tf.int32)
+  high = tf.minimum(low + 1, tf.shape(window)[0] - 1)
+  weight = (positions - tf.floor(positions))[:, tf.newaxis, tf.newaxis]
+
+  def along_rows(x):
+    a, b = tf.gather(x, low), tf.gather(x, high)
+    return a + (b - a) * weight
+
+  columns = along_rows(tf.cast(tf.transpose(window, [1, 0, 2]), tf.float32))
+  return along_rows(tf.transpose(columns, [1, 0, 2]))
 
 
 def stages(tf):
@@ -86,7 +106,7 @@ def stages(tf):
   example = tfrecord_io.parse_example(record)
   shape = tuple(int(d) for d in example["image"].shape[:2])
   encoded = crop_window.parse_encoded(record)["encoded"]
-  start, stop, box, rows, scale, translate = _window(tf, shape)
+  start, stop, box, rows, scale, translate, positions = _window(tf, shape)
   crop = [FLAGS.crop_size] * 2
   window = tf.image.decode_and_crop_jpeg(
       encoded, [start, start, stop - start, stop - start], channels=3)
@@ -114,6 +134,12 @@ def stages(tf):
           images=window[tf.newaxis], size=crop, scale=[scale, scale],
           translation=[translate, translate], kernel_type="triangle",
           antialias=False),
+      "projective": lambda: tf.raw_ops.ImageProjectiveTransformV3(
+          images=tf.cast(window, tf.float32)[tf.newaxis],
+          transforms=[[1.0 / scale, 0.0, positions[0], 0.0, 1.0 / scale,
+                       positions[0], 0.0, 0.0]],
+          output_shape=crop, fill_value=0.0, interpolation="BILINEAR"),
+      "separable": lambda: _separable(tf, window, positions),
       "resize_bilinear": lambda: tf.compat.v1.image.resize_bilinear(
           window[tf.newaxis], crop, align_corners=True),
       "label_gathers": lambda: crop_window.gather_rows_and_columns(
