@@ -14,7 +14,7 @@ can be read stage by stage:
   label_decode     the PNG label decode inside it
   window_decode    `decode_and_crop_jpeg` of the window a 1.25 scale needs
   crop_and_resize  the bilinear resample of that window to the 513x513
-                   float crop (`tf.image.crop_and_resize`, what we use)
+                   float crop (`tf.image.crop_and_resize`)
   scale_translate  the same sampling positions through
                    `ScaleAndTranslate` (triangle kernel, no antialias)
   resize_bilinear  TF's `ResizeBilinear` from the window to 513x513:
@@ -23,7 +23,8 @@ can be read stage by stage:
   projective       the same positions through `ImageProjectiveTransformV3`
                    (an affine map, bilinear, on the float window)
   separable        the same positions as two 1-D passes of row gathers,
-                   lerps and transposes
+                   lerps and transposes: `crop_window.resample`, what we
+                   use now (crop_and_resize before)
   label_gathers    the nearest-neighbour label rows and columns, as
                    `crop_window.gather_rows_and_columns` does it (rows of
                    the label, then rows of its transpose)
@@ -84,20 +85,6 @@ def _window(tf, image_shape):
   return start, stop, box, rows, 1.0 / step, translate, positions
 
 
-def _separable(tf, window, positions):
-  """Bilinear at `positions` (rows and columns alike) in two 1-D passes."""
-  low = tf.cast(tf.floor(positions), tf.int32)
-  high = tf.minimum(low + 1, tf.shape(window)[0] - 1)
-  weight = (positions - tf.floor(positions))[:, tf.newaxis, tf.newaxis]
-
-  def along_rows(x):
-    a, b = tf.gather(x, low), tf.gather(x, high)
-    return a + (b - a) * weight
-
-  columns = along_rows(tf.cast(tf.transpose(window, [1, 0, 2]), tf.float32))
-  return along_rows(tf.transpose(columns, [1, 0, 2]))
-
-
 def stages(tf):
   """{name: function} of the stages, each a tf.function of no argument."""
   from deeplab.datasets import crop_window  # pylint: disable=g-import-not-at-top
@@ -107,6 +94,7 @@ def stages(tf):
   shape = tuple(int(d) for d in example["image"].shape[:2])
   encoded = crop_window.parse_encoded(record)["encoded"]
   start, stop, box, rows, scale, translate, positions = _window(tf, shape)
+  ends = tf.stack([positions[0], positions[-1]])  # In window coordinates.
   crop = [FLAGS.crop_size] * 2
   window = tf.image.decode_and_crop_jpeg(
       encoded, [start, start, stop - start, stop - start], channels=3)
@@ -139,7 +127,8 @@ def stages(tf):
           transforms=[[1.0 / scale, 0.0, positions[0], 0.0, 1.0 / scale,
                        positions[0], 0.0, 0.0]],
           output_shape=crop, fill_value=0.0, interpolation="BILINEAR"),
-      "separable": lambda: _separable(tf, window, positions),
+      "separable": lambda: crop_window.resample(
+          window, tf.zeros([2], tf.int32), ends, ends, crop),
       "resize_bilinear": lambda: tf.compat.v1.image.resize_bilinear(
           window[tf.newaxis], crop, align_corners=True),
       "label_gathers": lambda: crop_window.gather_rows_and_columns(

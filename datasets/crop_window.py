@@ -8,9 +8,9 @@ grid, crop offset, flip: `preprocess.preprocess_image_and_label`'s order
 and ops), pick the crop window first; only the source pixels under it are
 decoded (`tf.image.decode_and_crop_jpeg` for JPEG) and resampled at the
 sampling positions of official `preprocess_utils.randomly_scale_image_and_label`
-(TF1 resize ops with corners aligned): the image by one
-`tf.image.crop_and_resize` (bilinear; a mirrored box flips it), the label
-by nearest-neighbour gathers. The result is the full pipeline's, padding
+(TF1 resize ops with corners aligned): the image by two 1-D bilinear
+passes (`resample`; mirrored positions flip it), the label by
+nearest-neighbour gathers. The result is the full pipeline's, padding
 included (mean pixel / ignore label at the bottom and right, then the
 flip): labels and padding exactly, images to a small fraction of a grey
 level (`_SHRINK`).
@@ -75,8 +75,8 @@ def draw_window(height, width, crop_height: int, crop_width: int,
 
 
 # Source positions are pulled towards the image centre by this fraction:
-# float rounding in `crop_and_resize` must not take the first or last
-# row or column past the edge (it would be extrapolated). It moves a
+# float rounding must not take the first or last row or column past the
+# edge (it would be extrapolated, or clamped). It moves a
 # position by at most 2**-20 of the source size (under 0.001 pixel on a
 # 1000-pixel side): images differ from the full path by a small fraction
 # of a grey level (tests/datasets/test_crop_window.py).
@@ -119,16 +119,41 @@ def nearest(offset, count, out_size, in_size):
   return tf.minimum(tf.cast(tf.floor(source + 0.5), tf.int32), in_size - 1)
 
 
-def _resample(window, start, rows, cols, size):
-  """Bilinear `crop_and_resize` of `window` (whose first pixel is source
-  pixel `start`) from source positions `rows` to `cols` ([first, last]
-  each; last < first mirrors) to `size` pixels."""
-  box = tf.stack([rows[0], cols[0], rows[1], cols[1]])  # [y1, x1, y2, x2]
-  box = tf.math.divide_no_nan(
-      box - tf.cast(tf.tile(start, [2]), tf.float32),
-      tf.cast(tf.tile(tf.shape(window)[:2], [2]) - 1, tf.float32))
-  return tf.image.crop_and_resize(window[tf.newaxis], box[tf.newaxis], [0],
-                                  size)[0]
+def _positions(ends, count, start):
+  """`count` evenly spaced positions from `ends[0]` to `ends[1]` (source
+  coordinates), relative to a window whose first pixel is `start`."""
+  first, last = ends[0] - tf.cast(start, tf.float32), ends[1] - tf.cast(
+      start, tf.float32)
+  step = tf.math.divide_no_nan(last - first, tf.cast(count - 1, tf.float32))
+  return first + tf.cast(tf.range(count), tf.float32) * step
+
+
+def _lerp_rows(image, positions):
+  """float32 rows of `image` linearly interpolated at `positions`."""
+  last = tf.shape(image)[0] - 1
+  floor = tf.floor(positions)
+  low = tf.clip_by_value(tf.cast(floor, tf.int32), 0, last)
+  high = tf.minimum(low + 1, last)
+  weight = (positions - floor)[:, tf.newaxis, tf.newaxis]
+  top = tf.cast(tf.gather(image, low), tf.float32)
+  return top + (tf.cast(tf.gather(image, high), tf.float32) - top) * weight
+
+
+def resample(window, start, rows, cols, size):
+  """Bilinear resampling of `window` (whose first pixel is source pixel
+  `start`) from source positions `rows` to `cols` ([first, last] each;
+  last < first mirrors) to `size` pixels.
+
+  Two 1-D passes, columns then rows (`ResizeBilinear`'s order): each
+  gathers whole rows (of the transposed window for the columns) and
+  interpolates them. About 25% faster than one `tf.image.crop_and_resize`
+  at the same positions, which reads four pixels per output value
+  (`bench/input_ops.py`: separable against crop_and_resize).
+  """
+  columns = _lerp_rows(tf.transpose(window, [1, 0, 2]),
+                       _positions(cols, size[1], start[1]))
+  return _lerp_rows(tf.transpose(columns, [1, 0, 2]),
+                    _positions(rows, size[0], start[0]))
 
 
 def gather_rows_and_columns(label, rows, cols):
@@ -226,7 +251,7 @@ def scale_crop_flip(example: Dict[str, tf.Tensor], crop_height: int,
     paddings[1] = tf.where(mirror, paddings[1][::-1], paddings[1])
 
   mean_pixel = tf.constant(mean_pixel, tf.float32, shape=[3])
-  image = _resample(window, start, rows, cols, crop)
+  image = resample(window, start, rows, cols, crop)
   label = gather_rows_and_columns(label[..., 0], label_rows, label_cols)
   image, label = tf.cond(  # Most crops of a large enough scale do not pad.
       tf.reduce_all(crop == [crop_height, crop_width]),
