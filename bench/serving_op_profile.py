@@ -229,14 +229,13 @@ def reading(results: dict) -> str:
           "dilated convolutions take the space-to-batch path. Time "
           "follows the kernels, so level latency is what the same graph on "
           "the same kernels gives; 0.8x would need a different graph, not "
-          "a leaner export of this one. What both leave on the table is "
-          "small: folding each depthwise convolution's BatchNorm into its "
+          "a leaner export of this one. What both leave on the table: "
+          "folding each depthwise convolution's BatchNorm into its "
           "weights at export would turn FusedBatchNormV3 into a BiasAdd "
           "(TF 2.21's CPU remapper does not fuse DepthwiseConv2dNative + "
           "BiasAdd + Relu6: checked once), and a Conv2D with native "
-          "dilations is one `_FusedConv2D` without the space-to-batch pair "
-          "but measured only 1.08x faster than that pair on block 4's "
-          "33x33x512 rate-2 convolution, while DepthwiseConv2dNative has no "
+          "dilations would be one `_FusedConv2D` without the space-to-batch "
+          "pair (not timed here), while DepthwiseConv2dNative has no "
           "native dilation on CPU (ASPP's dilated depthwise convolutions "
           "keep the pair).")
 
