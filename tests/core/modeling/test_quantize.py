@@ -226,8 +226,10 @@ def test_mirrored_ranges_are_those_of_the_global_batch():
   single = _tiny_quantized_model()
   _train(mirrored, strategy, batches, delay=1)
   _train(single, tf.distribute.get_strategy(), batches, delay=1)
-  first = quantize.quantizers(mirrored)[0]  # The first conv's input.
-  assert first.name == "conv2d_input_quantizer"
+  # The first conv's input (its layer name depends on what the process
+  # built before: Keras numbers layers globally).
+  first = quantize.quantizers(mirrored)[0]
+  assert first.name.endswith("_input_quantizer"), first.name
   # Two updates (decay 1/2): the mean of the two whole batches' ranges.
   np.testing.assert_allclose(
       [first.min.numpy(), first.max.numpy()],
