@@ -195,24 +195,31 @@ def test_bad_folders_are_named(cityscapes_folders, case, needle):
     assert str(victim) in message
 
 
+def _run_evaluate_without(modules, *flags):
+  """`python -m deeplab.evaluate --dataset=cityscapes *flags` in a
+  subprocess where importing any of `modules` fails."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from testing_utils import APP_ENV  # pylint: disable=g-import-not-at-top
+  blocked = "".join(f"sys.modules[{m!r}] = None; " for m in modules)
+  code = ("import runpy, sys; " + blocked + "sys.argv[0] = 'evaluate'; "
+          "runpy.run_module('deeplab.evaluate', run_name='__main__')")
+  return subprocess.run(
+      [sys.executable, "-c", code, "--dataset=cityscapes", *flags],
+      capture_output=True, text=True, timeout=120, env=APP_ENV, check=False)
+
+
 def test_evaluate_app_scores_a_folder_without_tensorflow(cityscapes_folders,
                                                          tmp_path):
   """`python -m deeplab.evaluate --predictions_dir` with TensorFlow and Keras
   made unimportable: the scoring path must never import them (start-up
   in about 1 s instead of 7)."""
   import json  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  from testing_utils import APP_ENV  # pylint: disable=g-import-not-at-top
   gt_dir, pred_dir, _ = cityscapes_folders
-  blocked = ("import runpy, sys; sys.modules['tensorflow'] = None; "
-             "sys.modules['keras'] = None; sys.argv[0] = 'evaluate'; "
-             "runpy.run_module('deeplab.evaluate', run_name='__main__')")
-  result = subprocess.run(
-      [sys.executable, "-c", blocked, "--dataset=cityscapes",
-       f"--predictions_dir={pred_dir}", f"--ground_truth_dir={gt_dir}",
-       f"--eval_logdir={tmp_path / 'eval'}"], capture_output=True, text=True,
-      timeout=120, env=APP_ENV, check=False)
+  result = _run_evaluate_without(("tensorflow", "keras"),
+                                 f"--predictions_dir={pred_dir}",
+                                 f"--ground_truth_dir={gt_dir}",
+                                 f"--eval_logdir={tmp_path / 'eval'}")
   assert result.returncode == 0, result.stderr[-2000:]
   with open(tmp_path / "eval" / "metrics.json") as f:
     written = json.load(f)
@@ -226,18 +233,12 @@ def test_evaluate_app_scores_a_folder_without_tensorflow(cityscapes_folders,
 def test_app_without_plots_never_imports_matplotlib(cityscapes_folders,
                                                     tmp_path):
   """`--noeval_plots` writes metrics.json alone, with matplotlib blocked."""
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  from testing_utils import APP_ENV  # pylint: disable=g-import-not-at-top
   gt_dir, pred_dir, _ = cityscapes_folders
-  blocked = ("import runpy, sys; sys.modules['matplotlib'] = None; "
-             "sys.modules['tensorflow'] = None; sys.argv[0] = 'evaluate'; "
-             "runpy.run_module('deeplab.evaluate', run_name='__main__')")
-  result = subprocess.run(
-      [sys.executable, "-c", blocked, "--dataset=cityscapes",
-       f"--predictions_dir={pred_dir}", f"--ground_truth_dir={gt_dir}",
-       f"--eval_logdir={tmp_path / 'eval'}", "--noeval_plots"],
-      capture_output=True, text=True, timeout=120, env=APP_ENV, check=False)
+  result = _run_evaluate_without(("matplotlib", "tensorflow"),
+                                 f"--predictions_dir={pred_dir}",
+                                 f"--ground_truth_dir={gt_dir}",
+                                 f"--eval_logdir={tmp_path / 'eval'}",
+                                 "--noeval_plots")
   assert result.returncode == 0, result.stderr[-2000:]
   assert sorted(os.listdir(tmp_path / "eval")) == ["metrics.json"]
 
