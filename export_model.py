@@ -143,10 +143,8 @@ def make_writers(model, formats, scales, add_flipped_images, crop_size,
   if "mnn_uint8" in formats and not representative_dir:
     raise ValueError("mnn_uint8 needs --representative_dataset_dir (a "
                      "TFRecord folder) to calibrate on.")
-  if "mnn_uint8" in formats and (tuple(scales) != (1.0,) or
-                                 add_flipped_images):
-    raise ValueError("mnn_uint8 exports single-scale inference only: "
-                     "--inference_scales=1.0, no --add_flipped_images.")
+  if "mnn_uint8" in formats:
+    mnn_export.check_uint8_inference(scales, add_flipped_images)
   if ("tflite_int8" in formats and not representative_dir and
       not quantize.is_quantized(model)):
     raise ValueError("tflite_int8 needs --representative_dataset_dir (a "

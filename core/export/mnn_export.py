@@ -71,6 +71,16 @@ def require_mnn() -> None:
                      "'deeplab[export]'.")
 
 
+def check_uint8_inference(scales: Sequence[float],
+                          add_flipped_images: bool) -> None:
+  """Raises unless the inference is single-scale and unflipped: the only
+  graph with one float tail to re-attach (see the module docstring)."""
+  if tuple(scales) != (1.0,) or add_flipped_images:
+    raise ValueError("uint8 MNN export supports single-scale inference "
+                     "only: --inference_scales=1.0, no "
+                     "--add_flipped_images.")
+
+
 def _run_tool(args: Sequence[str]) -> None:
   """Runs MNN's `mnnconvert` or `mnnquant` (`args[0]`, then its command
   line) in a fresh interpreter (see the module docstring)."""
@@ -182,10 +192,7 @@ def write_mnn(model: keras.Model, path: str, input_size: Tuple[int, int],
     if calibration_images is None:
       raise ValueError("uint8 MNN export needs calibration images "
                        "(--representative_dataset_dir).")
-    if tuple(scales) != (1.0,) or add_flipped_images:
-      raise ValueError("uint8 MNN export supports single-scale inference "
-                       "only: --inference_scales=1.0, no "
-                       "--add_flipped_images.")
+    check_uint8_inference(scales, add_flipped_images)
   height, width = (int(s) for s in input_size)
   proto = onnx_export.convert(
       model, tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
