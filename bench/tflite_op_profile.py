@@ -52,7 +52,6 @@ FLAGS.set_default("variants", ["mobilenet_v2", "xception_65"])
 FLAGS.set_default("rounds", 4)
 FLAGS.set_default("iters", 2)
 FLAGS.set_default("name", "tflite_op_profile")
-FLAGS = flags.FLAGS
 
 # Flags of /proc/cpuinfo that decide int8 and fp32 conv throughput.
 CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
@@ -135,7 +134,6 @@ def single_layer_models(key: tuple):
   """(float32, int8) TFLite flatbuffers of conv(key) + bias + ReLU."""
   import keras  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   kind, shape, kernel, strides, dilation, padding, width = key
   inputs = keras.Input(shape, batch_size=1)  # Static: as the export.
   options = dict(strides=strides, dilation_rate=dilation, padding=padding,
@@ -178,9 +176,9 @@ def float_and_int8(model):
 OTHER_OPS = ("RESIZE_BILINEAR", "ARG_MAX", "RELU")
 
 
-def other_op_calls(path: str) -> collections.OrderedDict:
-  """{(op, input shape, output shape): count} of the `OTHER_OPS` of a
-  TFLite model, and {op: count} of all its ops under the key 'all'."""
+def other_op_calls(path: str):
+  """({(op, input shape, output shape): count} of the `OTHER_OPS` of a
+  TFLite model, {op: count} of all its ops)."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   interpreter = Interpreter(model_path=path)
   interpreter.allocate_tensors()  # Applies the XNNPACK delegate.
@@ -283,11 +281,12 @@ def profile_variant(variant: str, folder: str) -> dict:
   # so the layers' share of the model is read against their mean.
   before = time_sides(runners, FLAGS.model_rounds, FLAGS.iters)
   print(f"  whole model: {before}", flush=True)
-  others, op_counts = other_op_calls(paths["tflite_float32"])
-  # DELEGATE nodes: XNNPACK partitions (ops between them run on LiteRT's
-  # own kernels).
-  op_counts = {name: other_op_calls(path)[1] for name, path in paths.items()}
-  calls.update((key, [count, key[2]]) for key, count in others.items())
+  # Op counts include DELEGATE nodes: XNNPACK partitions (ops between them
+  # run on LiteRT's own kernels).
+  ops = {name: other_op_calls(path) for name, path in paths.items()}
+  op_counts = {name: counts for name, (_, counts) in ops.items()}
+  calls.update((key, [count, key[2]])
+               for key, count in ops["tflite_float32"][0].items())
   rows = profile_layers(calls, FLAGS.threads, FLAGS.rounds, FLAGS.iters)
   after = time_sides(runners, FLAGS.model_rounds, FLAGS.iters)
   print(f"  whole model again: {after}", flush=True)
@@ -313,7 +312,7 @@ def summarize_variant(result: dict) -> list:
     group["float32_ms"] += row["count"] * row["float32_ms"]
     group["int8_ms"] += row["count"] * row["int8_ms"]
   convs, timed = collections.Counter(), collections.Counter()
-  for name, group in list(groups.items()):
+  for name, group in groups.items():
     (timed if name in OTHER_OPS else convs).update(group)
   timed.update(convs)
   ordered = collections.OrderedDict(
@@ -329,9 +328,8 @@ def summarize_variant(result: dict) -> list:
   ordered["whole model"] = {"calls": 0, "macs": 0,
                             "float32_ms": result["model_float32_ms"],
                             "int8_ms": result["model_int8_ms"]}
-  groups = ordered
   rows = []
-  for name, group in groups.items():
+  for name, group in ordered.items():
     f32, i8 = group["float32_ms"], group["int8_ms"]
     rows.append({
         "op_type": name, "calls": group["calls"],
