@@ -65,23 +65,20 @@ def _record(tf):
 
 def _window(tf, image_shape):
   """Source positions and touched window of a centred crop at --scale."""
-  height, width = image_shape
+  height = image_shape[0]  # Square demo images: rows serve both axes.
   size = int(height * FLAGS.scale)
   step = (height - 1) / (size - 1)
   offset = (size - FLAGS.crop_size) // 2
   first, last = offset * step, (offset + FLAGS.crop_size - 1) * step
   start = int(first)
   stop = min(int(last) + 2, height)
-  box = tf.constant([[(first - start) / (stop - start - 1),
-                      (first - start) / (stop - start - 1),
-                      (last - start) / (stop - start - 1),
-                      (last - start) / (stop - start - 1)]], tf.float32)
+  low, high = ((p - start) / (stop - start - 1) for p in (first, last))
+  box = tf.constant([[low, low, high, high]], tf.float32)  # y1, x1, y2, x2
   rows = tf.constant([min(int(offset * step + i * step + 0.5), height - 1)
                       for i in range(FLAGS.crop_size)])
   translate = 0.5 - (first - start) / step - 0.5 / step
   positions = tf.constant([first - start + i * step
                            for i in range(FLAGS.crop_size)], tf.float32)
-  del width
   return start, stop, box, rows, 1.0 / step, translate, positions
 
 

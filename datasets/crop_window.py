@@ -122,8 +122,8 @@ def nearest(offset, count, out_size, in_size):
 def _positions(ends, count, start):
   """`count` evenly spaced positions from `ends[0]` to `ends[1]` (source
   coordinates), relative to a window whose first pixel is `start`."""
-  first, last = ends[0] - tf.cast(start, tf.float32), ends[1] - tf.cast(
-      start, tf.float32)
+  origin = tf.cast(start, tf.float32)
+  first, last = ends[0] - origin, ends[1] - origin
   step = tf.math.divide_no_nan(last - first, tf.cast(count - 1, tf.float32))
   return first + tf.cast(tf.range(count), tf.float32) * step
 
