@@ -149,8 +149,8 @@ def profile_variant(variant: str, folder: str) -> dict:
                           "per_call": count / calls}
                    for kind, (ps, count) in op_events(side_events).items()}
             for side, side_events in events.items()}
-  print(f"{variant}: ours {sum(v['ms_per_call'] for v in tables['ours'].values()):.1f} ms of ops"
-        f" per call, garden {sum(v['ms_per_call'] for v in tables['garden'].values()):.1f}",
+  print(f"{variant}: ours {_ms(tables['ours'], tables['ours']):.1f} ms of "
+        f"ops per call, garden {_ms(tables['garden'], tables['garden']):.1f}",
         flush=True)
   return {"ours": dict(ours_info, ops=tables["ours"]),
           "garden": dict(garden.info, ops=tables["garden"]), "calls": calls}
@@ -163,8 +163,7 @@ def side_by_side(result: dict, top: int = 14) -> list:
   kinds = sorted(set(ours) | set(garden), key=lambda k: -max(
       ours.get(k, {}).get("ms_per_call", 0),
       garden.get(k, {}).get("ms_per_call", 0)))
-  totals = {s: sum(v["ms_per_call"] for v in t.values())
-            for s, t in (("ours", ours), ("garden", garden))}
+  totals = {"ours": _ms(ours, ours), "garden": _ms(garden, garden)}
   empty = {"ms_per_call": 0.0, "per_call": 0.0}
 
   def cells(table, side, kinds_):
@@ -189,6 +188,7 @@ CONV_OPS = ("_FusedConv2D", "Conv2D", "DepthwiseConv2dNative",
 
 
 def _ms(table: dict, kinds) -> float:
+  """Milliseconds per call of the op types `kinds` (all: `table` itself)."""
   return sum(table[k]["ms_per_call"] for k in kinds if k in table)
 
 
